@@ -1,0 +1,212 @@
+"""Paper constants, model and dataset tables: the one typed home of every default.
+
+Everything fixed "at the paper's values" (SPEC section 3) lives here.  Times are in ms
+(one simulation step = 1 ms), membrane quantities in the model's dimensionless mV-like units.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, asdict
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class NeuronConstants:
+    """Leaky integrate-and-fire constants shared by all neurons (SPEC 3.1, 3.2)."""
+
+    tau_v: float = 64.0            # membrane time constant [ms]
+    v_thresh: float = 20.0         # spike threshold
+    bias: float = 0.0              # constant bias current per step
+    t_refrac: float = 2.0          # refractory period [steps]
+    tau_syn: float = 1.0           # synaptic kernel time constant tau_u [ms]
+    since_spike_init: float = 20.0  # time since last spike at sample start [ms]
+    since_spike_cap: float = 100.0  # cap of the time since last spike [ms]
+    input_current: float = 100.0   # current injected into an input neuron per input spike
+
+
+@dataclass(frozen=True)
+class GenerationConstants:
+    """Liquid generation (SPEC 3.1)."""
+
+    exc_fraction: float = 0.8          # N_exc = round(0.8 * N_res)
+    lam: float = 3.0                   # connection length constant lambda [grid units]
+    c_ee: float = 0.2                  # C(E <- E)
+    c_ie: float = 0.1                  # C(I <- E)  (post inhibitory, pre excitatory)
+    c_ei: float = 0.3                  # C(E <- I)
+    c_ii: float = 0.05                 # C(I <- I)
+    input_fraction: float = 0.15       # input synapses = int(0.15 * N_res * n_input)
+    default_dims: tuple = (10, 10, 10)
+
+
+@dataclass(frozen=True)
+class PlasticityConstants:
+    """STDP, astrocyte and AP-STDP constants (SPEC 3.4-3.6)."""
+
+    lr: float = 0.15                          # eta_0
+    lr_decay: float = 0.99                    # per-ms decay in the sample phase
+    w_max: float = 3.0                        # weight bound and NALSM/STDP magnitude
+    trace_decay: float = 0.9047744744744745   # per-step trace factor d
+    trace_increment: float = 0.1              # trace jump per spike (before the decay)
+    astro_tau: float = 100.0                  # tau_A [ms]
+    astro_bias_offset: float = 0.0
+    calcium_tau: float = 1000.0               # tau_C [ms]
+
+
+@dataclass(frozen=True)
+class ReadoutConstants:
+    """Linear readout training (SPEC 3.7 step 3)."""
+
+    learning_rate: float = 0.1
+    rho: float = 0.95
+    epsilon: float = 1e-8
+    l2: float = 5e-10
+    epochs: int = 5000
+
+
+@dataclass(frozen=True)
+class ProtocolConstants:
+    """Run protocol sizes (SPEC 3.7)."""
+
+    init_samples: int = 50000
+    init_duration_ms: int = 20
+    duration_ms: int = 250
+    train_samples: int = 50000
+    valid_samples: int = 10000
+    test_samples: int = 10000
+    raster_samples: int = 20          # rasters kept per raster_every samples
+    raster_every: int = 10000
+    nmnist_recording_ms: int = 300
+    nmnist_init_start_max: int = 278  # init window start uniform in [1, 278]
+
+
+@dataclass(frozen=True)
+class PaperConstants:
+    neuron: NeuronConstants = field(default_factory=NeuronConstants)
+    generation: GenerationConstants = field(default_factory=GenerationConstants)
+    plasticity: PlasticityConstants = field(default_factory=PlasticityConstants)
+    readout: ReadoutConstants = field(default_factory=ReadoutConstants)
+    protocol: ProtocolConstants = field(default_factory=ProtocolConstants)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PAPER = PaperConstants()
+
+
+# ----------------------------------------------------------------------------------------------
+# Prompts, models, datasets
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScalarPrompt:
+    """One model-specific prompt (SPEC 2.1); `name` is the prompt and the params.json key."""
+
+    name: str
+    kind: type             # int or float
+    hint: str              # the paper's values, shown after the name
+    minimum: Optional[float] = None
+    exclusive_minimum: bool = False
+
+    @property
+    def text(self) -> str:
+        return f"{self.name}? [{self.kind.__name__}] {self.hint}: " if self.hint else \
+            f"{self.name}? [{self.kind.__name__}]: "
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One of the four models of SPEC section 1."""
+
+    name: str                        # "LSM", "NALSM", "LSM_STDP", "LSM_APSTDP"
+    sample_rule: str                 # simulate() rule of the spike-count phase
+    init_rule: Optional[str]         # simulate() rule of the init phase, None: no init phase
+    prompts: tuple                   # ScalarPrompt, in prompt order
+    weight_scale_prompt: Optional[str]  # prompt that gives the weight magnitude, None: w_max
+
+    @property
+    def has_init_phase(self) -> bool:
+        return self.init_rule is not None
+
+
+_W_SCALE = ScalarPrompt("INTIAL_ABS_W_SCLR", float, "(magnitude of every liquid weight; e.g. 1.0)",
+                        minimum=0.0, exclusive_minimum=True)
+
+MODELS = {
+    "NALSM": ModelSpec(
+        "NALSM", "nalsm", "nalsm",
+        (ScalarPrompt("ASTRO_W_SCALING", float,
+                      "(paper: 0.015 for 1000-neuron liquids, 0.0075 for 8000)", minimum=0.0),),
+        None),
+    "LSM_STDP": ModelSpec("LSM_STDP", "stdp", "stdp", (), None),
+    "LSM": ModelSpec("LSM", "static", None, (_W_SCALE,), "INTIAL_ABS_W_SCLR"),
+    "LSM_APSTDP": ModelSpec(
+        "LSM_APSTDP", "static", "apstdp",
+        (ScalarPrompt("STDP_NEURON_RATE_THESHOLD", float, "(calcium threshold theta, ~Hz)",
+                      minimum=0.0),
+         ScalarPrompt("STDP_NEURON_RATE_RANGE", float, "(calcium window half-width rho, ~Hz)",
+                      minimum=0.0, exclusive_minimum=True),
+         _W_SCALE),
+        "INTIAL_ABS_W_SCLR"),
+}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str            # "mnist", "fmnist", "nmnist"
+    script_token: str    # "MNIST", "F_MNIST", "N_MNIST" as in the script names
+    n_input: int
+    mode: str            # "image" or "event"
+    file: str            # file or folder under the data directory
+
+
+DATASETS = {
+    "mnist": DatasetSpec("mnist", "MNIST", 784, "image", "mnist.npz"),
+    "fmnist": DatasetSpec("fmnist", "F_MNIST", 784, "image", "fmnist.npz"),
+    "nmnist": DatasetSpec("nmnist", "N_MNIST", 2 * 34 * 34, "event", "nmnist"),
+}
+
+N_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one benchmark run: prompt answers plus command-line options.
+
+    `params.json` of a run folder is built from this; two runs with equal configs (seed included)
+    produce the same results, which is what lets a re-run resume.
+    """
+
+    model: str                      # key of MODELS
+    dataset: str                    # key of DATASETS
+    gpu: str                        # normalised GPU answer: "cpu" or "0", "0,1", ...
+    version: int
+    net_num: int
+    batch_size: int
+    batches_per_block: int
+    scalars: dict                   # model prompt name -> value, e.g. {"ASTRO_W_SCALING": 0.015}
+    train_samples: int = PAPER.protocol.train_samples
+    valid_samples: int = PAPER.protocol.valid_samples
+    test_samples: int = PAPER.protocol.test_samples
+    init_samples: int = PAPER.protocol.init_samples
+    readout_epochs: int = PAPER.readout.epochs
+    duration_ms: int = PAPER.protocol.duration_ms
+    seed: int = 0
+    dims: tuple = GenerationConstants().default_dims
+    data_dir: Optional[str] = None          # None: the repository's datasets/
+    output_root: Optional[str] = None       # None: the repository's train_data/
+    networks_dir: Optional[str] = None      # None: the repository's networks/
+    overwrite: bool = False
+    require_gpu: bool = False
+    reference_batch_quirk: bool = False
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        return MODELS[self.model]
+
+    @property
+    def dataset_spec(self) -> DatasetSpec:
+        return DATASETS[self.dataset]
+
+    @property
+    def split_sizes(self) -> dict:
+        return {"valid": self.valid_samples, "test": self.test_samples, "train": self.train_samples}
