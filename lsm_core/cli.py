@@ -1,0 +1,198 @@
+"""Command-line layer of the run scripts: options, prompts, GPU choice, then the pipeline.
+
+Each top-level script is a shim::
+
+    import sys
+    from lsm_core.cli import run_script
+    sys.exit(run_script("NALSM", "mnist"))
+
+Nothing here imports TensorFlow: `run_script` sets CUDA_VISIBLE_DEVICES from the GPU answer first and
+only then imports `lsm_core.pipeline`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import textwrap
+from pathlib import Path
+
+from lsm_core.config import DATASETS, MODELS, PAPER, RunConfig
+from lsm_core.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SEED_MAX = 2 ** 31 - 1
+# Example answers for the --help text; None: no paper value known, a placeholder is shown.
+_EXAMPLE_SCALARS = {"ASTRO_W_SCALING": "0.015", "INTIAL_ABS_W_SCLR": "1.0"}
+
+
+def script_name(model: str, dataset: str) -> str:
+    """Top-level script of a model and dataset, e.g. "NALSM_RUN_MAIN_SIM_MNIST.py"."""
+    return f"{MODELS[model].name}_RUN_MAIN_SIM_{DATASETS[dataset].script_token}.py"
+
+
+def format_user_error(exc: BaseException) -> str:
+    """"error: <message>" as one paragraph wrapped at 100 columns."""
+    message = " ".join(str(exc).split())
+    return textwrap.fill(f"error: {message}", width=100, subsequent_indent="  ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def _int_option(minimum: int = 1, maximum: int = None):
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            allowed = f"at least {minimum}" if maximum is None else f"{minimum} to {maximum}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: {allowed}")
+        return value
+    return convert
+
+
+def _dims_option(text: str) -> tuple:
+    from lsm_core.network import parse_dims      # NumPy only; no TensorFlow
+    try:
+        return tuple(parse_dims(text))
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _help_text(model: str, dataset: str) -> tuple:
+    from lsm_core.prompts import prompt_texts
+    texts = prompt_texts(model)
+    lines = ["Prompts, answered one line each, in this order:"]
+    lines += [f"  {i}. {text.rstrip(': ').rstrip()}" for i, (_, text) in enumerate(texts, 1)]
+    lines[1] += "  (0, 1, ... one GPU; 0,1 several; cpu, -1 or empty: CPU)"
+    examples = ["cpu", "1", "1", "250", "10"] + [
+        _EXAMPLE_SCALARS.get(p.name, f"<{p.name}>") for p in MODELS[model].prompts]
+    pipe = "\\n".join(examples) + "\\n"
+    lines += ["", "Answers can be piped in (a bad or missing answer then stops the script with exit",
+              "status 2 instead of re-asking), e.g.:",
+              f"  printf '{pipe}' | python {script_name(model, dataset)}",
+              "", "Without options the run follows the paper's protocol.  Results go to",
+              "<output-root>/ver_<VERSION>/; re-running the same command with the same answers",
+              "resumes an interrupted run."]
+    description = textwrap.fill(
+        f"Run the {model} benchmark on {DATASETS[dataset].script_token}: load or generate the "
+        f"liquid, simulate it, train the linear readout, and write the results.", width=79)
+    return description, "\n".join(lines)
+
+
+def build_parser(model: str, dataset: str) -> argparse.ArgumentParser:
+    """The options of one run script (SPEC 2.1); defaults are the paper's values."""
+    proto = PAPER.protocol
+    description, epilog = _help_text(model, dataset)
+    parser = argparse.ArgumentParser(prog=script_name(model, dataset), description=description,
+                                     epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--train-samples", type=_int_option(1, proto.train_samples), default=proto.train_samples,
+        metavar="N", help=f"training samples (default and maximum: {proto.train_samples})")
+    add("--valid-samples", type=_int_option(1, proto.valid_samples), default=proto.valid_samples,
+        metavar="N", help=f"validation samples (default and maximum: {proto.valid_samples})")
+    add("--test-samples", type=_int_option(1, proto.test_samples), default=proto.test_samples,
+        metavar="N", help=f"test samples (default and maximum: {proto.test_samples})")
+    init_note = "" if MODELS[model].has_init_phase else "; this model has no init phase: ignored"
+    add("--init-samples", type=_int_option(1), default=proto.init_samples, metavar="N",
+        help=f"samples of the init phase (default: {proto.init_samples}{init_note})")
+    add("--readout-epochs", type=_int_option(1), default=PAPER.readout.epochs, metavar="N",
+        help=f"readout training epochs (default: {PAPER.readout.epochs})")
+    max_ms = proto.nmnist_recording_ms if DATASETS[dataset].mode == "event" else None
+    add("--duration-ms", type=_int_option(1, max_ms), default=proto.duration_ms, metavar="N",
+        help=f"sample-phase duration per sample in ms (default: {proto.duration_ms})")
+    add("--seed", type=_int_option(0, SEED_MAX), default=None, metavar="N",
+        help=f"one seed for everything, 0 to {SEED_MAX} (default: drawn at random and recorded "
+             f"in params.json; a resumed VERSION reuses its recorded seed)")
+    dims = "x".join(map(str, PAPER.generation.default_dims))
+    add("--dims", type=_dims_option, default=PAPER.generation.default_dims, metavar="AxBxC",
+        help=f"grid of a liquid generated because NET_NUM_VAR does not exist yet (default: {dims})")
+    add("--data-dir", metavar="PATH", help="dataset folder (default: the repository's datasets/)")
+    add("--output-root", metavar="PATH",
+        help="folder of the ver_<VERSION> run folders (default: the repository's train_data/)")
+    add("--networks-dir", metavar="PATH",
+        help="folder of the Network_<NET_NUM>.npz liquids (default: the repository's networks/)")
+    add("--overwrite", action="store_true",
+        help="replace an existing VERSION folder whose parameters differ")
+    add("--require-gpu", action="store_true",
+        help="stop with an error when a GPU asked for is not available (default: warn, use CPU)")
+    if model == "LSM_STDP":
+        add("--reference-batch-quirk", action="store_true",
+            help="reproduce the reference defect where only the first sample of each batch learns "
+                 "in the sample phase (SPEC 3.4), to compare with the paper's LSM+STDP numbers")
+    return parser
+
+
+def _path(text):
+    return None if text is None else os.path.abspath(os.path.expanduser(text))
+
+
+def recorded_seed(output_root, version: int):
+    """The seed recorded in <output_root>/ver_<version>/params.json, or None."""
+    path = Path(output_root or REPO_ROOT / "train_data") / f"ver_{version}" / "params.json"
+    try:
+        params = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(params, dict):
+        return None
+    for holder in [params] + [v for v in params.values() if isinstance(v, dict)]:
+        seed = holder.get("seed")
+        if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= SEED_MAX:
+            return seed
+    return None
+
+
+def run_script(model_name: str, dataset_name: str, argv=None) -> int:
+    """Parse options, ask the prompts, choose the devices, run the pipeline; return the exit status.
+
+    A UserError anywhere prints "error: ..." on stderr and returns 2; Ctrl-C returns 130.
+    """
+    try:
+        args = build_parser(model_name, dataset_name).parse_args(argv)
+    except SystemExit as exit_:      # --help (0) or an option error (2, already printed)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    from lsm_core.devices import apply_gpu_choice
+    from lsm_core.prompts import ask_all
+
+    started = False
+    try:
+        split_sizes = {"train": args.train_samples, "valid": args.valid_samples,
+                       "test": args.test_samples}
+        answers = ask_all(model_name, split_sizes)
+        apply_gpu_choice(answers.gpu)
+        output_root = _path(args.output_root)
+        seed = args.seed
+        if seed is None:
+            seed = None if args.overwrite else recorded_seed(output_root, answers.version)
+            if seed is None:
+                seed = secrets.randbelow(SEED_MAX + 1)
+        config = RunConfig(
+            model=model_name, dataset=dataset_name, gpu=answers.gpu, version=answers.version,
+            net_num=answers.net_num, batch_size=answers.batch_size,
+            batches_per_block=answers.batches_per_block, scalars=dict(answers.scalars),
+            train_samples=args.train_samples, valid_samples=args.valid_samples,
+            test_samples=args.test_samples, init_samples=args.init_samples,
+            readout_epochs=args.readout_epochs, duration_ms=args.duration_ms, seed=seed,
+            dims=tuple(args.dims), data_dir=_path(args.data_dir), output_root=output_root,
+            networks_dir=_path(args.networks_dir), overwrite=args.overwrite,
+            require_gpu=args.require_gpu,
+            reference_batch_quirk=getattr(args, "reference_batch_quirk", False))
+        from lsm_core import pipeline   # imports TensorFlow: only after apply_gpu_choice
+        started = True
+        pipeline.run(config)
+    except UserError as exc:
+        print(format_user_error(exc), file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        if started:
+            message = ("Interrupted. Everything finished so far is saved; re-running the same "
+                       "command with the same answers resumes the run.")
+        else:
+            message = "Interrupted before the run started; nothing was written."
+        print("\n" + textwrap.fill(message, width=100), file=sys.stderr, flush=True)
+        return 130
+    return 0

@@ -1,0 +1,223 @@
+"""The run scripts' command-line layer: real subprocesses with piped answers, and an in-process
+happy path with a fake pipeline (the real end-to-end run is tested elsewhere)."""
+import io
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+import lsm_core
+from lsm_core.cli import build_parser, format_user_error, run_script, script_name
+from lsm_core.config import PAPER, RunConfig
+from lsm_core.errors import UserError
+
+
+def run_cli(model, answers, *options, extra=""):
+    """Run run_script(model, 'mnist') in a fresh interpreter with `answers` piped to stdin."""
+    code = ("import sys\nfrom lsm_core.cli import run_script\n"
+            f"rc = run_script({model!r}, 'mnist')\n{extra}\nsys.exit(rc)\n")
+    return subprocess.run([sys.executable, "-c", code, *options], cwd=REPO, input=answers,
+                          capture_output=True, text=True, timeout=120)
+
+
+def flat(text):
+    return " ".join(text.split())
+
+
+# ---- subprocess: piped answers ------------------------------------------------------------------
+
+def test_bad_answer_exits_2_without_traceback():
+    result = run_cli("LSM", "cpu\nabc\n1\n250\n10\n1.0\n",
+                     extra="print('TF_IMPORTED', 'tensorflow' in sys.modules)")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: VERSION: 'abc' is not a whole number")
+    assert "VERSION? [int]: abc" in result.stdout                      # piped answers are echoed
+    assert "TF_IMPORTED False" in result.stdout
+
+
+def test_too_few_answers_exits_2_naming_the_missing_prompt():
+    result = run_cli("LSM", "cpu\n1\n1\n")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = flat(result.stderr)
+    assert "BATCH_SIZE: no answer" in message and "after 3 of 6 answers" in message
+    assert "GPU, VERSION, NET_NUM_VAR, BATCH_SIZE, BATCHS_PER_BLOCK, INTIAL_ABS_W_SCLR" in message
+
+
+def test_batch_size_not_dividing_lists_working_sizes():
+    result = run_cli("LSM", "cpu\n1\n1\n300\n1\n1.0\n",
+                     "--train-samples", "1000", "--valid-samples", "500", "--test-samples", "500")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("batch sizes that divide 1000, 500 and 500: 1, 2, 4, 5, 10, 20, 25, 50, 100, 125, "
+            "250, 500") in flat(result.stderr)
+    assert all(len(line) <= 100 for line in result.stderr.splitlines())
+
+
+def test_help_lists_the_prompts_in_order():
+    result = run_cli("LSM_APSTDP", "", "--help")
+    assert result.returncode == 0
+    out = result.stdout
+    assert "usage: LSM_APSTDP_RUN_MAIN_SIM_MNIST.py" in out
+    names = ["GPU?", "VERSION?", "NET_NUM_VAR?", "BATCH_SIZE?", "BATCHS_PER_BLOCK?",
+             "STDP_NEURON_RATE_THESHOLD?", "STDP_NEURON_RATE_RANGE?", "INTIAL_ABS_W_SCLR?"]
+    positions = [out.index(name) for name in names]
+    assert positions == sorted(positions)
+    assert "paper: 250 for 1000-neuron liquids, 50 for 8000" in out
+    assert "printf 'cpu\\n1\\n1\\n250\\n10\\n" in out and "| python LSM_APSTDP_RUN_MAIN_SIM_MNIST.py" in out
+    for option in ["--train-samples", "--valid-samples", "--test-samples", "--init-samples",
+                   "--readout-epochs", "--duration-ms", "--seed", "--dims", "--data-dir",
+                   "--output-root", "--networks-dir", "--overwrite", "--require-gpu"]:
+        assert option in out
+    assert "--reference-batch-quirk" not in out
+
+
+def test_help_example_for_lsm():
+    result = run_cli("LSM", "", "--help")
+    assert result.returncode == 0
+    assert "printf 'cpu\\n1\\n1\\n250\\n10\\n1.0\\n' | python LSM_RUN_MAIN_SIM_MNIST.py" in result.stdout
+
+
+@pytest.mark.parametrize("options, fragment", [
+    (["--train-samples", "0"], "--train-samples"), (["--seed", "-1"], "--seed"),
+    (["--dims", "10x10"], "--dims"), (["--reference-batch-quirk"], "unrecognized arguments"),
+    (["--valid-samples", "10001"], "--valid-samples")])
+def test_bad_options_exit_2_before_prompting(options, fragment):
+    result = run_cli("LSM", "cpu\n1\n1\n250\n10\n1.0\n", *options)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert fragment in result.stderr and "GPU? " not in result.stdout
+
+
+def test_gpu_choice_is_applied_before_tensorflow():
+    code = ("import os\nfrom lsm_core.devices import apply_gpu_choice\n"
+            "apply_gpu_choice('cpu')\nimport tensorflow\n"
+            "print('CVD=' + os.environ['CUDA_VISIBLE_DEVICES'])\n"
+            "try:\n    apply_gpu_choice('0')\nexcept RuntimeError:\n    print('REFUSED')\n"
+            "apply_gpu_choice('cpu')\nprint('SAME-OK')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "CVD=-1" in result.stdout and "REFUSED" in result.stdout and "SAME-OK" in result.stdout
+
+
+def test_check_devices_warns_loudly_or_refuses_when_a_gpu_is_missing():
+    code = ("from lsm_core.devices import apply_gpu_choice, check_devices, tensorflow_versions\n"
+            "from lsm_core.errors import UserError\n"
+            "apply_gpu_choice('cpu')\n"            # hides every GPU, so GPU 0 is surely missing
+            "print('USED', check_devices('0', False, print))\n"
+            "print('CPU', check_devices('cpu', False, print))\n"
+            "try:\n    check_devices('0', True, print)\nexcept UserError as e:\n"
+            "    print('REQUIRE', e)\n"
+            "print('VERSIONS', sorted(tensorflow_versions()))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "!" * 100 in out and "NOT AVAILABLE" in out
+    assert "USED ['CPU']" in out and "CPU ['CPU']" in out
+    assert "REQUIRE GPU 0 asked for" in out and "--require-gpu" in out
+    assert "'numpy', 'platform', 'python', 'tensorflow'" in out
+
+
+# ---- in-process: fake pipeline ------------------------------------------------------------------
+
+@pytest.fixture
+def fake_pipeline(monkeypatch):
+    """Replace lsm_core.pipeline by a module whose run(config) records the config."""
+    calls = []
+    module = types.ModuleType("lsm_core.pipeline")
+    module.run = lambda config, log=None: calls.append(config) or {}
+    monkeypatch.setitem(sys.modules, "lsm_core.pipeline", module)
+    monkeypatch.setattr(lsm_core, "pipeline", module, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")     # "cpu" then changes nothing, TF or not
+    module.calls = calls
+    return module
+
+
+def test_happy_path_builds_the_run_config(fake_pipeline, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("cpu\n11\n3\n50\n2\n0.0075\n"))
+    argv = ["--train-samples", "1000", "--valid-samples", "500", "--test-samples", "200",
+            "--init-samples", "300", "--readout-epochs", "7", "--duration-ms", "40",
+            "--seed", "123", "--dims", "4x5x6", "--data-dir", str(tmp_path / "data"),
+            "--output-root", str(tmp_path / "out"), "--networks-dir", str(tmp_path / "nets"),
+            "--overwrite", "--require-gpu"]
+    assert run_script("NALSM", "mnist", argv) == 0
+    config, = fake_pipeline.calls
+    assert config == RunConfig(
+        model="NALSM", dataset="mnist", gpu="cpu", version=11, net_num=3, batch_size=50,
+        batches_per_block=2, scalars={"ASTRO_W_SCALING": 0.0075}, train_samples=1000,
+        valid_samples=500, test_samples=200, init_samples=300, readout_epochs=7, duration_ms=40,
+        seed=123, dims=(4, 5, 6), data_dir=str(tmp_path / "data"),
+        output_root=str(tmp_path / "out"), networks_dir=str(tmp_path / "nets"), overwrite=True,
+        require_gpu=True, reference_batch_quirk=False)
+    assert "ASTRO_W_SCALING? [float]" in capsys.readouterr().out
+
+
+def test_defaults_are_the_papers_and_the_seed_is_drawn(fake_pipeline, monkeypatch):
+    seeds = set()
+    for _ in range(3):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("-1\n1\n1\n250\n10\n"))
+        assert run_script("LSM_STDP", "nmnist", ["--output-root", "/nonexistent/out"]) == 0
+        config = fake_pipeline.calls[-1]
+        assert 0 <= config.seed <= 2 ** 31 - 1
+        seeds.add(config.seed)
+    assert len(seeds) > 1
+    proto = PAPER.protocol
+    assert (config.train_samples, config.valid_samples, config.test_samples) == \
+        (proto.train_samples, proto.valid_samples, proto.test_samples)
+    assert config.init_samples == proto.init_samples
+    assert config.readout_epochs == PAPER.readout.epochs
+    assert config.duration_ms == proto.duration_ms
+    assert config.dims == PAPER.generation.default_dims
+    assert config.data_dir is None and config.networks_dir is None
+    assert config.scalars == {} and config.gpu == "cpu"
+    assert not (config.overwrite or config.require_gpu or config.reference_batch_quirk)
+
+
+def test_resumed_version_reuses_its_recorded_seed(fake_pipeline, monkeypatch, tmp_path):
+    (tmp_path / "ver_5").mkdir()
+    (tmp_path / "ver_5" / "params.json").write_text(json.dumps({"seed": 4242, "version": 5}))
+    for argv, expect in [([], 4242), (["--seed", "9"], 9)]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("cpu\n5\n1\n250\n10\n1.0\n"))
+        assert run_script("LSM", "mnist", ["--output-root", str(tmp_path), *argv]) == 0
+        assert fake_pipeline.calls[-1].seed == expect
+
+
+def test_reference_batch_quirk_only_for_lsm_stdp(fake_pipeline, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("cpu\n1\n1\n250\n10\n"))
+    assert run_script("LSM_STDP", "mnist", ["--reference-batch-quirk", "--seed", "1"]) == 0
+    assert fake_pipeline.calls[-1].reference_batch_quirk is True
+    for model in ["NALSM", "LSM", "LSM_APSTDP"]:
+        assert "--reference-batch-quirk" not in build_parser(model, "mnist").format_help()
+
+
+def test_pipeline_user_error_and_interrupt(fake_pipeline, monkeypatch, capsys):
+    def fail(config, log=None):
+        raise UserError("datasets/mnist.npz is missing; " + "run the fetch command " * 12)
+
+    def interrupt(config, log=None):
+        raise KeyboardInterrupt
+
+    for run, status, fragment in [(fail, 2, "error: datasets/mnist.npz is missing"),
+                                  (interrupt, 130, "re-running the same command")]:
+        monkeypatch.setattr(fake_pipeline, "run", run)
+        monkeypatch.setattr(sys, "stdin", io.StringIO("cpu\n1\n1\n250\n10\n1.0\n"))
+        assert run_script("LSM", "mnist", ["--seed", "1"]) == status
+        err = capsys.readouterr().err
+        assert fragment in flat(err) and "Traceback" not in err
+        assert all(len(line) <= 100 for line in err.splitlines())
+
+
+def test_script_names_and_error_format():
+    assert script_name("NALSM", "mnist") == "NALSM_RUN_MAIN_SIM_MNIST.py"
+    assert script_name("LSM_STDP", "nmnist") == "LSM_STDP_RUN_MAIN_SIM_N_MNIST.py"
+    assert script_name("LSM", "fmnist") == "LSM_RUN_MAIN_SIM_F_MNIST.py"
+    assert script_name("LSM_APSTDP", "mnist") == "LSM_APSTDP_RUN_MAIN_SIM_MNIST.py"
+    text = format_user_error(UserError("a  problem\nwith   spaces " + "word " * 60))
+    assert text.startswith("error: a problem with spaces word")
+    assert all(len(line) <= 100 for line in text.splitlines()) and len(text.splitlines()) > 1
