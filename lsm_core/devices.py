@@ -28,6 +28,7 @@ def apply_gpu_choice(gpu_answer: str) -> None:
         raise RuntimeError("apply_gpu_choice() called after tensorflow was imported; "
                            "CUDA_VISIBLE_DEVICES would have no effect")
     os.environ["CUDA_VISIBLE_DEVICES"] = value
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's C++ info/warning chatter off
 
 
 def _gpu_label(tf, device, asked_id: str) -> str:

@@ -1,0 +1,46 @@
+"""`python -m lsm_core <command> ...`: the toolkit's extra tools (SPEC 2)."""
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "network": ("lsm_core.network", "network_command", "generate a liquid: networks/Network_<N>.npz"),
+    "datasets": ("lsm_core.datasets", "datasets_command", "fetch, build or verify datasets"),
+    "bench": ("lsm_core.bench", "bench_command", "measure simulation speed (sample-ms/s)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: python -m lsm_core <command> [options]   (<command> --help for its options)", "",
+             "commands:"]
+    lines += [f"  {name:<10} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from importlib import import_module
+
+    from lsm_core.cli import format_user_error
+    from lsm_core.errors import UserError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module, function, _ = COMMANDS[name]
+    try:
+        return int(getattr(import_module(module), function)(rest) or 0)
+    except UserError as exc:
+        print(format_user_error(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

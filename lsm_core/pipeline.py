@@ -1,0 +1,258 @@
+"""The run protocol (SPEC 3.7, 5): spike counts in blocks, readout training, outputs, resume.
+
+`run(config)` is what every top-level script ends in.  It is written as a list of resumable
+phases; each phase looks at the run folder, skips what is complete, and writes each finished unit
+(a block of batches, a chunk of readout epochs) atomically before going on.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict
+from typing import Callable
+
+import numpy as np
+
+from lsm_core import plots
+from lsm_core.config import PAPER, RunConfig
+from lsm_core.errors import UserError
+from lsm_core.network import Network, ensure_network, format_dims
+from lsm_core.progress import progress_bar
+from lsm_core.randomness import sample_keys
+from lsm_core.runfolder import RunFolder, RunLog, raster_rows, run_identity
+
+SPLIT_ORDER = ("valid", "test", "train")      # the paper's order: validation, test, training
+
+
+def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) one benchmark; returns the summary dict (also in summary.json)."""
+    started = time.perf_counter()
+    early_messages = []
+    model = config.model_spec
+    if model.has_init_phase or model.sample_rule != "static":
+        raise UserError(f"model {model.name} needs the plasticity rules ({model.init_rule or model.sample_rule}), "
+                        f"which are not part of this version of the toolkit; only the fixed-weight LSM runs.")
+    splits = _load_splits(config)
+    net, generated = ensure_network(config.net_num, config.dataset_spec.n_input, dims=config.dims,
+                                    networks_dir=config.networks_dir, log=early_messages.append)
+    network_sha = _network_sha256(config)
+    folder = RunFolder(config)
+    from lsm_core.devices import check_devices, tensorflow_versions
+
+    identity = run_identity(config, network_sha)
+    resuming = folder.open(identity, {"run": _run_info(config, generated)}, config.overwrite)
+    log = log or RunLog(folder.file("run.log"))
+    log(f"=== {model.name} on {config.dataset} - VERSION {config.version} "
+        f"({'resuming' if resuming else 'new run'}) in {folder.path}")
+    for message in early_messages:
+        log(message)
+    devices = check_devices(config.gpu, config.require_gpu, log)
+    log(f"devices used: {', '.join(devices)}; TensorFlow {tensorflow_versions()['tensorflow']}")
+    log(f"liquid: {net.describe()}")
+    log(f"seed {config.seed}; batch {config.batch_size} x {config.batches_per_block} batches per block; "
+        f"{config.duration_ms} ms per sample; samples: " +
+        ", ".join(f"{s} {config.split_sizes[s]}" for s in SPLIT_ORDER))
+
+    timings = folder.read_json("timings.json", default={}) or {}
+    weights = _sample_weights(config, net)
+    folder.save_npz("W_INI.npz", post=net.synapses().post, pre=net.synapses().pre, weights=weights,
+                    n_neurons=np.int64(net.n_neurons))
+    counts = _spike_count_phase(config, folder, net, weights, splits, timings, log)
+    summary = _readout_phase(config, folder, counts, timings, log)
+    _plots(config, folder, net, log)
+    summary.update(model=model.name, dataset=config.dataset, version=config.version,
+                   net_num=config.net_num, liquid=format_dims(net.dims), n_res=net.n_res,
+                   scalars=config.scalars, devices=devices, timings_s=timings,
+                   mean_rate_hz={s: float(counts[s]["counts"].mean() * 1000.0 / config.duration_ms)
+                                 for s in SPLIT_ORDER},
+                   complete=True)
+    folder.write_json("summary.json", summary)
+    log(f"done in {time.perf_counter() - started:.1f} s (this invocation).")
+    log(f"TEST ACCURACY at the best validation epoch ({summary['best_epoch']}): "
+        f"{100 * summary['test_acc_at_best']:.2f} % (validation {100 * summary['best_valid_acc']:.2f} %)")
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs, weights and provenance
+# ----------------------------------------------------------------------------------------------
+
+def _load_splits(config: RunConfig) -> dict:
+    """{split: (inputs, labels)} for the run's dataset; missing data stops here, before simulating."""
+    if config.dataset_spec.mode != "image":
+        raise UserError(f"dataset {config.dataset} (event camera) is not part of this version of the toolkit.")
+    from lsm_core.datasets import load_image_dataset, split_image_dataset
+
+    data = load_image_dataset(config.dataset, data_dir=config.data_dir)
+    return split_image_dataset(data, config.train_samples, config.valid_samples, config.test_samples)
+
+
+def _network_sha256(config: RunConfig) -> str:
+    from lsm_core.network import network_path
+
+    digest = hashlib.sha256()
+    with open(network_path(config.net_num, config.networks_dir), "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _run_info(config: RunConfig, generated: bool) -> dict:
+    from lsm_core.devices import tensorflow_versions
+
+    return {"config": asdict(config), "network_generated_now": generated, "versions": tensorflow_versions(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _sample_weights(config: RunConfig, net: Network) -> np.ndarray:
+    """Weights of the sample phase, float32 [n_syn]: sign x the model's magnitude (SPEC 3.1)."""
+    from lsm_core.simulator import synapse_weights
+
+    prompt = config.model_spec.weight_scale_prompt
+    scale = float(config.scalars[prompt]) if prompt else PAPER.plasticity.w_max
+    return synapse_weights(net, scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# Phase: spike counts
+# ----------------------------------------------------------------------------------------------
+
+def _raster_batch(start: int, batch_size: int, every: int = PAPER.protocol.raster_every) -> bool:
+    """True for the batch holding sample 0, `every`, 2*`every`, ... of its split."""
+    return (start + batch_size - 1) // every > (start - 1) // every
+
+
+def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings, log) -> dict:
+    """Simulate every split block by block; returns {split: {"counts", "labels"}}."""
+    batch, per_block = config.batch_size, config.batches_per_block
+    block_size = batch * per_block
+    todo = {s: [b for b in range(config.split_sizes[s] // block_size) if not folder.has_block(s, b)]
+            for s in SPLIT_ORDER if not folder.counts_file(s).exists()}
+    remaining = sum(len(blocks) for blocks in todo.values()) * block_size
+    if remaining:
+        from lsm_core.simulator import LiquidSimulator
+
+        done = sum(config.split_sizes.values()) - remaining
+        log(f"spike counts: {remaining} samples to simulate" + (f" ({done} already done)" if done else ""))
+        simulator = LiquidSimulator(net, weights)
+        rows = raster_rows(batch)
+        with progress_bar(remaining, "spike counts", "sample") as bar:
+            for split, blocks in todo.items():
+                inputs, labels = splits[split]
+                for block in blocks:
+                    start_time = time.perf_counter()
+                    block_counts, rasters, raster_index = [], [], []
+                    for b in range(per_block):
+                        start = block * block_size + b * batch
+                        index = np.arange(start, start + batch)
+                        record = rows if _raster_batch(start, batch) else ()
+                        counts, raster = simulator.run(inputs[index], sample_keys(config.seed, split, index),
+                                                       steps=config.duration_ms, record_rows=record)
+                        block_counts.append(counts)
+                        if len(record):
+                            rasters.append(raster)
+                            raster_index.append(index[record])
+                        bar.set_postfix(split=split, rate_hz=f"{counts.mean() * 1000.0 / config.duration_ms:.1f}")
+                        bar.update(batch)
+                    index = np.arange(block * block_size, (block + 1) * block_size)
+                    folder.save_block(split, block, counts=np.concatenate(block_counts).astype(np.int32),
+                                      labels=labels[index], index=index,
+                                      raster_spikes=_stack(rasters, (0, config.duration_ms, net.n_neurons), bool),
+                                      raster_index=_stack(raster_index, (0,), np.int64))
+                    _add_time(folder, timings, f"spike_counts_{split}", time.perf_counter() - start_time)
+    return {split: _assemble(config, folder, split, block_size) for split in SPLIT_ORDER}
+
+
+def _stack(parts, empty_shape, dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(empty_shape, dtype)
+
+
+def _assemble(config, folder: RunFolder, split: str, block_size: int) -> dict:
+    """Join a split's blocks into counts_<split>.npz and add its rasters to rasters.npz."""
+    if folder.counts_file(split).exists():
+        return folder.load_npz(folder.counts_file(split).name)
+    blocks = [folder.load_block(split, b) for b in range(config.split_sizes[split] // block_size)]
+    data = {"counts": np.concatenate([b["counts"] for b in blocks]),
+            "labels": np.concatenate([b["labels"] for b in blocks]),
+            "index": np.concatenate([b["index"] for b in blocks])}
+    rasters = folder.load_npz("rasters.npz") if folder.file("rasters.npz").exists() else {}
+    rasters[f"{split}_spikes"] = np.concatenate([b["raster_spikes"] for b in blocks])
+    rasters[f"{split}_index"] = np.concatenate([b["raster_index"] for b in blocks])
+    rasters[f"{split}_labels"] = data["labels"][rasters[f"{split}_index"]]
+    folder.save_npz("rasters.npz", **rasters)
+    folder.save_npz(folder.counts_file(split).name, **data)
+    for b in range(len(blocks)):
+        folder.block_file(split, b).unlink()
+    return data
+
+
+def _add_time(folder: RunFolder, timings: dict, key: str, seconds: float) -> None:
+    timings[key] = round(timings.get(key, 0.0) + seconds, 3)
+    folder.write_json("timings.json", timings)
+
+
+# ----------------------------------------------------------------------------------------------
+# Phase: readout
+# ----------------------------------------------------------------------------------------------
+
+def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) -> dict:
+    from lsm_core.readout import (ReadoutState, best_epoch, history_to_csv, normalise_counts,
+                                  read_history_csv, train_readout)
+
+    features = {s: (normalise_counts(counts[s]["counts"], config.batch_size), counts[s]["labels"])
+                for s in SPLIT_ORDER}
+    state_path, history_path = folder.file("readout_state.npz"), folder.file("history.csv")
+    state, history = None, []
+    if state_path.exists():
+        state = ReadoutState.load(state_path)
+        history = [row for row in read_history_csv(history_path) if row["epoch"] <= state.epoch] \
+            if history_path.exists() else []
+        if len(history) != state.epoch:         # history lost: the only safe way is to start over
+            log("readout: history.csv does not match the saved readout state; training the readout again.")
+            state, history = None, []
+    start_epoch = state.epoch if state else 0
+    if start_epoch < config.readout_epochs:
+        log(f"readout: epochs {start_epoch + 1}..{config.readout_epochs} (Adadelta, batch {config.batch_size})")
+        with progress_bar(config.readout_epochs, "readout", "epoch", initial=start_epoch) as bar:
+            last = [time.perf_counter()]
+
+            def checkpoint(new_state, rows):
+                history.extend(rows)
+                folder.write_text("history.csv", history_to_csv(history))   # history first, then state:
+                new_state.save(state_path)                                    # a resume truncates history
+                _add_time(folder, timings, "readout", time.perf_counter() - last[0])
+                last[0] = time.perf_counter()
+                bar.set_postfix(valid=f"{rows[-1]['valid_acc']:.4f}", test=f"{rows[-1]['test_acc']:.4f}")
+                bar.update(len(rows))
+
+            state, _ = train_readout(features["train"], features["valid"], features["test"],
+                                     batch_size=config.batch_size, epochs=config.readout_epochs,
+                                     state=state, on_epochs=checkpoint)
+    elif start_epoch > config.readout_epochs:
+        log(f"readout: the saved state has {start_epoch} epochs, more than the {config.readout_epochs} "
+            f"asked for; reporting all {start_epoch}.")
+    best, final = best_epoch(history), history[-1]
+    folder.save_npz("readout.npz", best_weights=state.best_weights, best_bias=state.best_bias,
+                    best_epoch=np.int64(state.best_epoch), final_weights=state.weights,
+                    final_bias=state.bias, final_epoch=np.int64(state.epoch))
+    return {"best_epoch": int(best["epoch"]), "best_valid_acc": float(best["valid_acc"]),
+            "test_acc_at_best": float(best["test_acc"]), "train_acc_at_best": float(best["train_acc"]),
+            "final_epoch": int(final["epoch"]), "final_train_acc": float(final["train_acc"]),
+            "final_valid_acc": float(final["valid_acc"]), "final_test_acc": float(final["test_acc"])}
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots
+# ----------------------------------------------------------------------------------------------
+
+def _plots(config, folder: RunFolder, net, log) -> None:
+    from lsm_core.readout import read_history_csv
+
+    title = f"{config.model} on {config.dataset}, VERSION {config.version}"
+    plots.plot_accuracy(read_history_csv(folder.file("history.csv")), folder.file("accuracy.png"), title=title)
+    rasters = folder.load_npz("rasters.npz")
+    if len(rasters.get("valid_spikes", ())):
+        label = int(rasters["valid_labels"][0])
+        plots.plot_raster(rasters["valid_spikes"][0], folder.file("raster.png"), net.n_exc, net.n_inh,
+                          title=f"{title}: validation sample {int(rasters['valid_index'][0])} (digit {label})")
+    log(f"plots: {folder.file('accuracy.png').name}, {folder.file('raster.png').name}")

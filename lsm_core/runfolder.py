@@ -1,0 +1,174 @@
+"""The run folder `train_data/ver_<VERSION>/` (SPEC 5): paths, identity, blocks, checkpoints, log.
+
+File I/O only; the protocol that decides what to compute lives in `pipeline.py`.  Every file is
+written atomically, so an interrupted run leaves only complete files behind, and a re-run with the
+same identity (params.json) skips whatever is already there.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from lsm_core.config import PAPER, RunConfig
+from lsm_core.errors import UserError
+from lsm_core.storage import atomic_save_npz, atomic_write_json, atomic_write_text, load_npz
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_FORMAT = 1
+
+# RunConfig fields that do not change any result, so a re-run may differ in them.
+NON_IDENTITY_FIELDS = ("gpu", "version", "data_dir", "output_root", "networks_dir", "overwrite",
+                       "require_gpu", "readout_epochs")
+
+
+def run_identity(config: RunConfig, network_sha256: str) -> dict:
+    """Everything that determines a run's numbers: must match for a re-run to resume.
+
+    `readout_epochs` is left out on purpose: a finished run re-run with more epochs continues
+    training where it stopped, with the numbers an uninterrupted longer run would give.
+    """
+    identity = {k: v for k, v in asdict(config).items() if k not in NON_IDENTITY_FIELDS}
+    identity["dims"] = list(config.dims)
+    identity["network_sha256"] = network_sha256
+    identity["constants"] = PAPER.as_dict()
+    identity["params_format"] = PARAMS_FORMAT
+    return json.loads(json.dumps(identity, default=list))   # tuples -> lists, as read back
+
+
+class RunFolder:
+    """One VERSION's output folder."""
+
+    def __init__(self, config: RunConfig):
+        root = Path(config.output_root) if config.output_root else REPO_ROOT / "train_data"
+        self.path = root / f"ver_{config.version}"
+        self.blocks_dir = self.path / "blocks"
+
+    # -- paths ------------------------------------------------------------------------------
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def counts_file(self, split: str) -> Path:
+        return self.path / f"counts_{split}.npz"
+
+    def block_file(self, split: str, block: int) -> Path:
+        return self.blocks_dir / f"{split}_block_{block:05d}.npz"
+
+    # -- creation and identity -----------------------------------------------------------------
+    def open(self, identity: dict, run_info: dict, overwrite: bool) -> bool:
+        """Create the folder or check that it belongs to this run; returns True when resuming.
+
+        A folder whose params.json has another identity is refused (UserError) unless `overwrite`,
+        which deletes it first.
+        """
+        params_path = self.file("params.json")
+        if overwrite and self.path.exists():
+            if params_path.exists() or not any(self.path.iterdir()):
+                shutil.rmtree(self.path)
+            else:
+                raise UserError(f"--overwrite refuses to delete {self.path}: it has no params.json, so it "
+                                f"does not look like a run folder. Move it away or choose another VERSION.")
+        resuming = False
+        if params_path.exists():
+            try:
+                previous = json.loads(params_path.read_text(encoding="utf-8"))["identity"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise UserError(f"{params_path} is unreadable, so this run cannot be resumed safely. Use "
+                                f"--overwrite to start VERSION again, or choose another VERSION.") from None
+            if previous != identity:
+                raise UserError(
+                    f"{self.path} holds a run with different parameters ({_differences(previous, identity)}). "
+                    f"Re-run with the same answers and options to resume it, choose another VERSION, or "
+                    f"add --overwrite to delete it and start again.")
+            resuming = True
+        try:
+            self.blocks_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write_test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"cannot write to the run folder {self.path} ({exc.strerror or exc}). Choose a "
+                            f"writable place with --output-root, or fix the folder's permissions.") from None
+        atomic_write_json(params_path, {"identity": identity, "seed": identity["seed"], **run_info})
+        return resuming
+
+    # -- blocks of spike counts -------------------------------------------------------------------
+    def has_block(self, split: str, block: int) -> bool:
+        return self.block_file(split, block).exists()
+
+    def save_block(self, split: str, block: int, **arrays) -> None:
+        atomic_save_npz(self.block_file(split, block), **arrays)
+
+    def load_block(self, split: str, block: int) -> dict:
+        try:
+            return load_npz(self.block_file(split, block))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"block file {self.block_file(split, block)} is damaged ({exc}); delete it and "
+                            f"re-run to recompute that block.") from None
+
+    # -- generic npz / json ------------------------------------------------------------------------
+    def save_npz(self, name: str, **arrays) -> Path:
+        return atomic_save_npz(self.file(name), **arrays)
+
+    def load_npz(self, name: str) -> dict:
+        try:
+            return load_npz(self.file(name))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.file(name)} is damaged ({exc}); delete it and re-run to recompute it.") from None
+
+    def write_json(self, name: str, obj) -> Path:
+        return atomic_write_json(self.file(name), obj)
+
+    def read_json(self, name: str, default=None):
+        try:
+            return json.loads(self.file(name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return default
+        except (OSError, ValueError):
+            return default
+
+    def write_text(self, name: str, text: str) -> Path:
+        return atomic_write_text(self.file(name), text)
+
+
+def _differences(previous: dict, current: dict, prefix: str = "") -> str:
+    keys = sorted(set(previous) | set(current))
+    out = []
+    for key in keys:
+        a, b = previous.get(key, "<missing>"), current.get(key, "<missing>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _differences(a, b, f"{prefix}{key}.")
+            if inner:
+                out.append(inner)
+        elif a != b:
+            out.append(f"{prefix}{key}: was {a}, now {b}")
+    return "; ".join(out)
+
+
+class RunLog:
+    """Messages to the terminal and, time-stamped, appended to run.log."""
+
+    def __init__(self, path: Optional[Path] = None, echo: bool = True):
+        self.path = path
+        self.echo = echo
+
+    def __call__(self, message: str) -> None:
+        if self.echo:
+            print(message, flush=True)
+        if self.path is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            with open(self.path, "a", encoding="utf-8") as handle:
+                for line in str(message).splitlines() or [""]:
+                    handle.write(f"{stamp}  {line}\n")
+
+
+def raster_rows(batch_size: int, n_keep: int = PAPER.protocol.raster_samples) -> np.ndarray:
+    """Rows of a batch whose rasters are kept: `n_keep` evenly spaced (all rows of a smaller batch)."""
+    if batch_size <= n_keep:
+        return np.arange(batch_size)
+    return np.unique(np.linspace(0, batch_size - 1, n_keep).round().astype(np.int64))

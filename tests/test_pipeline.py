@@ -1,0 +1,205 @@
+"""The run protocol on tiny liquids: outputs, resume after interruption, identity checks, errors."""
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lsm_core import pipeline
+from lsm_core.config import RunConfig
+from lsm_core.errors import UserError
+from lsm_core.runfolder import RunFolder, raster_rows
+from lsm_core.simulator import LiquidSimulator
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(tmp_path, **changes) -> RunConfig:
+    config = RunConfig(model="LSM", dataset="mnist", gpu="cpu", version=3, net_num=5, batch_size=10,
+                       batches_per_block=2, scalars={"INTIAL_ABS_W_SCLR": 3.0}, train_samples=40,
+                       valid_samples=20, test_samples=20, readout_epochs=30, duration_ms=40, seed=123,
+                       dims=(3, 3, 3), output_root=str(tmp_path / "train_data"),
+                       networks_dir=str(tmp_path / "networks"))
+    return replace(config, **changes)
+
+
+def quiet(message):
+    pass
+
+
+class Interrupt(Exception):
+    pass
+
+
+def count_simulated_batches(monkeypatch):
+    calls = []
+    original = LiquidSimulator.run
+
+    def counting(self, inputs, keys, steps=None, record_rows=()):
+        calls.append(len(inputs))
+        return original(self, inputs, keys, steps=steps, record_rows=record_rows)
+
+    monkeypatch.setattr(LiquidSimulator, "run", counting)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("full")
+    config = tiny_config(tmp)
+    summary = pipeline.run(config, log=quiet)
+    return config, RunFolder(config).path, summary
+
+
+def test_a_run_writes_every_file(finished_run):
+    config, folder, summary = finished_run
+    for name in ("params.json", "W_INI.npz", "counts_valid.npz", "counts_test.npz", "counts_train.npz",
+                 "rasters.npz", "history.csv", "readout.npz", "summary.json", "accuracy.png", "raster.png",
+                 "timings.json"):
+        assert (folder / name).stat().st_size > 0, name
+    assert not list((folder / "blocks").iterdir())          # blocks are joined and removed
+    counts = np.load(folder / "counts_train.npz")
+    assert counts["counts"].shape == (40, 27) and counts["counts"].dtype == np.int32
+    np.testing.assert_array_equal(counts["index"], np.arange(40))
+    rasters = np.load(folder / "rasters.npz")
+    assert rasters["valid_spikes"].shape == (10, 40, 27 + 784)      # batch 10 <= 20: every row kept
+    np.testing.assert_array_equal(rasters["valid_index"], np.arange(10))
+    # a raster's reservoir spikes add up to that sample's counts
+    valid = np.load(folder / "counts_valid.npz")
+    np.testing.assert_array_equal(rasters["valid_spikes"][:, :, :27].sum(axis=1), valid["counts"][:10])
+    stored = json.loads((folder / "summary.json").read_text())
+    assert stored["complete"] and stored["test_acc_at_best"] == summary["test_acc_at_best"]
+    assert 1 <= stored["best_epoch"] <= 30
+    history = (folder / "history.csv").read_text().splitlines()
+    assert history[0].split(",") == ["epoch", "train_loss", "valid_loss", "train_acc", "valid_acc", "test_acc"]
+    assert len(history) == 31
+    params = json.loads((folder / "params.json").read_text())
+    assert params["seed"] == 123 and params["identity"]["scalars"] == {"INTIAL_ABS_W_SCLR": 3.0}
+    w_ini = np.load(folder / "W_INI.npz")
+    assert set(np.abs(w_ini["weights"])) == {3.0}
+
+
+def test_rerunning_a_finished_run_recomputes_nothing(finished_run, monkeypatch):
+    config, folder, summary = finished_run
+    calls = count_simulated_batches(monkeypatch)
+    again = pipeline.run(config, log=quiet)
+    assert calls == [] and again["test_acc_at_best"] == summary["test_acc_at_best"]
+
+
+def test_interrupted_run_resumes_without_recomputing_and_gives_the_same_result(tmp_path, monkeypatch,
+                                                                             finished_run):
+    _, reference_folder, reference = finished_run
+    config = tiny_config(tmp_path)
+    saved = []
+    original_save = RunFolder.save_block
+
+    def save_then_die(self, split, block, **arrays):
+        original_save(self, split, block, **arrays)
+        saved.append((split, block))
+        if len(saved) == 3:                   # killed right after the third block reached the disk
+            raise Interrupt
+
+    monkeypatch.setattr(RunFolder, "save_block", save_then_die)
+    with pytest.raises(Interrupt):
+        pipeline.run(config, log=quiet)
+    monkeypatch.setattr(RunFolder, "save_block", original_save)
+
+    # the readout dies after its first checkpoint
+    from lsm_core import readout
+    original_train = readout.train_readout
+
+    def train_then_die(*args, on_epochs=None, **kwargs):
+        def checkpoint_then_die(state, rows):
+            on_epochs(state, rows)
+            raise Interrupt
+        return original_train(*args, on_epochs=checkpoint_then_die, chunk_epochs=7, **kwargs)
+
+    monkeypatch.setattr(readout, "train_readout", train_then_die)
+    calls = count_simulated_batches(monkeypatch)
+    with pytest.raises(Interrupt):
+        pipeline.run(config, log=quiet)
+    # 4 blocks of 20 samples in all (valid 1, test 1, train 2); 3 were on disk already
+    assert sum(calls) == 80 - 3 * 20
+    assert len((RunFolder(config).path / "history.csv").read_text().splitlines()) == 1 + 7
+    monkeypatch.setattr(readout, "train_readout", original_train)
+    calls.clear()
+    summary = pipeline.run(config, log=quiet)
+    assert calls == []
+    folder = RunFolder(config).path
+    for split in ("valid", "test", "train"):
+        np.testing.assert_array_equal(np.load(folder / f"counts_{split}.npz")["counts"],
+                                      np.load(reference_folder / f"counts_{split}.npz")["counts"])
+    assert (folder / "history.csv").read_text() == (reference_folder / "history.csv").read_text()
+    np.testing.assert_array_equal(np.load(folder / "readout.npz")["best_weights"],
+                                  np.load(reference_folder / "readout.npz")["best_weights"])
+    assert summary["test_acc_at_best"] == reference["test_acc_at_best"]
+
+
+def test_more_readout_epochs_on_a_rerun_continue_training(tmp_path, finished_run):
+    _, reference_folder, _ = finished_run
+    config = tiny_config(tmp_path, readout_epochs=12)
+    pipeline.run(config, log=quiet)
+    pipeline.run(replace(config, readout_epochs=30), log=quiet)
+    assert (RunFolder(config).path / "history.csv").read_text() == (reference_folder / "history.csv").read_text()
+
+
+def test_different_parameters_are_refused_unless_overwrite(tmp_path, finished_run):
+    config, _, _ = finished_run
+    changed = replace(config, scalars={"INTIAL_ABS_W_SCLR": 2.0})
+    with pytest.raises(UserError, match="different parameters.*INTIAL_ABS_W_SCLR.*--overwrite"):
+        pipeline.run(changed, log=quiet)
+    other = tiny_config(tmp_path, readout_epochs=3)
+    pipeline.run(other, log=quiet)
+    summary = pipeline.run(replace(other, seed=7, overwrite=True), log=quiet)
+    assert json.loads((RunFolder(other).path / "params.json").read_text())["seed"] == 7
+    assert summary["final_epoch"] == 3
+
+
+def test_unwritable_output_folder_is_a_user_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot write to the run folder"):
+        pipeline.run(tiny_config(tmp_path, output_root=str(blocker)), log=quiet)
+
+
+def test_missing_dataset_stops_before_simulating(tmp_path, monkeypatch):
+    calls = count_simulated_batches(monkeypatch)
+    with pytest.raises(UserError, match="datasets fetch mnist"):
+        pipeline.run(tiny_config(tmp_path, data_dir=str(tmp_path / "empty")), log=quiet)
+    assert calls == [] and not (tmp_path / "train_data").exists()
+
+
+def test_raster_rows_and_batches():
+    np.testing.assert_array_equal(raster_rows(5), np.arange(5))
+    rows = raster_rows(250)
+    assert len(rows) == 20 and rows[0] == 0 and rows[-1] == 249
+    assert [pipeline._raster_batch(s, 250) for s in (0, 250, 9750, 10000, 10250)] == [True, False, False, True, False]
+    assert pipeline._raster_batch(9900, 300)          # holds sample 10000
+
+
+# ----------------------------------------------------------------------------------------------
+# The real script, with answers piped in
+# ----------------------------------------------------------------------------------------------
+
+def run_script(tmp_path, answers, *options):
+    args = [sys.executable, str(REPO / "LSM_RUN_MAIN_SIM_MNIST.py"), "--train-samples", "20", "--valid-samples",
+            "10", "--test-samples", "10", "--readout-epochs", "5", "--duration-ms", "30", "--dims", "3x3x3",
+            "--output-root", str(tmp_path / "td"), "--networks-dir", str(tmp_path / "nets"), *options]
+    return subprocess.run(args, input=answers, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+
+def test_script_runs_end_to_end_with_piped_answers(tmp_path):
+    result = run_script(tmp_path, "cpu\n4\n2\n10\n1\n2.0\n", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert "TEST ACCURACY at the best validation epoch" in result.stdout
+    assert "generated a 3x3x3 liquid" in result.stdout
+    assert (tmp_path / "nets" / "Network_2.npz").exists()
+    assert json.loads((tmp_path / "td" / "ver_4" / "summary.json").read_text())["complete"]
+    # a corrupt network file is a clear error, not a traceback
+    (tmp_path / "nets" / "Network_9.npz").write_bytes(b"garbage")
+    result = run_script(tmp_path, "cpu\n5\n9\n10\n1\n2.0\n")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Network_9.npz" in result.stderr
