@@ -57,7 +57,7 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
     weights = _sample_weights(config, net)
     folder.save_npz("W_INI.npz", post=net.synapses().post, pre=net.synapses().pre, weights=weights,
                     n_neurons=np.int64(net.n_neurons))
-    counts = _spike_count_phase(config, folder, net, weights, splits, timings, log)
+    counts = _spike_count_phase(config, folder, net, weights, splits, timings, log, _compute_devices(config))
     summary = _readout_phase(config, folder, counts, timings, log)
     _plots(config, folder, net, log)
     summary.update(model=model.name, dataset=config.dataset, version=config.version,
@@ -122,7 +122,15 @@ def _raster_batch(start: int, batch_size: int, every: int = PAPER.protocol.raste
     return (start + batch_size - 1) // every > (start - 1) // every
 
 
-def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings, log) -> dict:
+def _compute_devices(config: RunConfig):
+    """TensorFlow devices to split each batch over: every visible GPU when several were asked for."""
+    import tensorflow as tf
+
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    return gpus if config.gpu != "cpu" and len(gpus) > 1 else None
+
+
+def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings, log, devices=None) -> dict:
     """Simulate every split block by block; returns {split: {"counts", "labels"}}."""
     batch, per_block = config.batch_size, config.batches_per_block
     block_size = batch * per_block
@@ -134,7 +142,9 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
 
         done = sum(config.split_sizes.values()) - remaining
         log(f"spike counts: {remaining} samples to simulate" + (f" ({done} already done)" if done else ""))
-        simulator = LiquidSimulator(net, weights)
+        simulator = LiquidSimulator(net, weights, devices=devices)
+        if devices:
+            log(f"each batch is split over {len(devices)} devices: {', '.join(devices)}")
         rows = raster_rows(batch)
         with progress_bar(remaining, "spike counts", "sample") as bar:
             for split, blocks in todo.items():
@@ -152,7 +162,8 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
                         if len(record):
                             rasters.append(raster)
                             raster_index.append(index[record])
-                        bar.set_postfix(split=split, rate_hz=f"{counts.mean() * 1000.0 / config.duration_ms:.1f}")
+                        rate = counts.mean() * 1000.0 / config.duration_ms
+                        bar.set_postfix(split=split, rate_hz=f"{rate:.1f}", refresh=False)
                         bar.update(batch)
                     index = np.arange(block * block_size, (block + 1) * block_size)
                     folder.save_block(split, block, counts=np.concatenate(block_counts).astype(np.int32),
@@ -222,7 +233,9 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) 
                 new_state.save(state_path)                                    # a resume truncates history
                 _add_time(folder, timings, "readout", time.perf_counter() - last[0])
                 last[0] = time.perf_counter()
-                bar.set_postfix(valid=f"{rows[-1]['valid_acc']:.4f}", test=f"{rows[-1]['test_acc']:.4f}")
+                last_row = rows[-1]
+                bar.set_postfix(valid=f"{last_row['valid_acc']:.4f}", test=f"{last_row['test_acc']:.4f}",
+                                refresh=False)
                 bar.update(len(rows))
 
             state, _ = train_readout(features["train"], features["valid"], features["test"],

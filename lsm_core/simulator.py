@@ -11,8 +11,10 @@ n_in = input neurons, T = steps (1 step = 1 ms).  Neuron order: excitatory, inhi
 """
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -124,6 +126,11 @@ class SimParams:
         return replace(cls(), **overrides)
 
 
+def _on(device: Optional[str]):
+    """tf.device(device), or no placement at all for None."""
+    return tf.device(device) if device else contextlib.nullcontext()
+
+
 def synapse_weights(net: Network, weight_scale: Optional[float]) -> np.ndarray:
     """Weights of the synapse list, float32 [n_syn]: the network's, or sign * weight_scale."""
     syn = net.synapses()
@@ -139,7 +146,8 @@ class LiquidSimulator:
     graph and returns the reservoir spike counts and, for the rows asked for, the full rasters.
     """
 
-    def __init__(self, net: Network, weights: np.ndarray, params: SimParams = SimParams(), jit: bool = True):
+    def __init__(self, net: Network, weights: np.ndarray, params: SimParams = SimParams(), jit: bool = True,
+                 devices: Optional[Sequence[str]] = None):
         syn = net.synapses()
         if weights.shape != (len(syn.post),):
             raise ValueError(f"weights must have shape [n_syn] = [{len(syn.post)}], got {weights.shape}")
@@ -150,7 +158,12 @@ class LiquidSimulator:
         self.n_input = net.n_input
         dense = np.zeros((net.n_neurons, net.n_res), np.float32)   # [pre, post]
         dense[syn.pre, syn.post] = weights
-        self._weights_pre_post = tf.constant(dense)
+        # data parallelism: each device simulates a contiguous slice of the batch with its own copy
+        self.devices = list(devices) if devices else [None]
+        self._weights_pre_post = {}
+        for device in self.devices:
+            with _on(device):
+                self._weights_pre_post[device] = tf.constant(dense)
         self._neuron = NeuronParams(
             *(tf.constant(np.asarray(a, np.float32)) for a in
               (net.tau_v, net.v_thresh, net.bias, net.t_refrac, net.tau_syn)),
@@ -166,7 +179,7 @@ class LiquidSimulator:
         uniform = step_pixel_uniform_tf(keys, t, self._pixel_codes)   # inputs: [B, n_in] probabilities
         return tf.cast(uniform < inputs, tf.float32)
 
-    def _time_loop(self, inputs, keys, record_rows, steps: int, event_mode: bool):
+    def _time_loop(self, inputs, keys, record_rows, weights_pre_post, steps: int, event_mode: bool):
         batch = tf.shape(inputs)[0]
         p = self._neuron
         state = initial_state(batch, self.n_neurons)
@@ -176,8 +189,7 @@ class LiquidSimulator:
             spikes, membrane, since_spike = spike_and_reset(state, p)
             counts += spikes[:, : self.n_res]
             raster = raster.write(t, tf.gather(spikes, record_rows) > 0.0)
-            reservoir_current = shared_weight_current(synaptic_kernel(since_spike, p.tau_syn),
-                                                      self._weights_pre_post)
+            reservoir_current = shared_weight_current(synaptic_kernel(since_spike, p.tau_syn), weights_pre_post)
             input_current = self._input_current * self._input_spikes(inputs, keys, t, event_mode)
             current = tf.concat([reservoir_current, input_current], axis=1)
             state = integrate(spikes, membrane, since_spike, state.refractory, current, p)
@@ -200,15 +212,32 @@ class LiquidSimulator:
             steps = inputs.shape[1] if steps is None else int(steps)
             if steps > inputs.shape[1]:
                 raise ValueError(f"steps={steps} but only {inputs.shape[1]} ms of input spikes were given")
-            inputs = tf.constant(inputs[:, :steps].astype(np.uint8))
+            inputs = inputs[:, :steps].astype(np.uint8, copy=False)
         else:
             if steps is None:
                 raise ValueError("image mode needs steps= (the duration in ms)")
-            inputs = tf.constant(inputs.astype(np.float32))
-        keys = tf.constant(np.asarray(keys, np.uint32).reshape(-1))
-        rows = tf.constant(np.asarray(record_rows, np.int32).reshape(-1))
-        counts, raster = self._loop(inputs, keys, rows, int(steps), event_mode)
-        return counts.numpy().astype(np.int32), raster.numpy()
+            inputs = inputs.astype(np.float32, copy=False)
+        keys = np.asarray(keys, np.uint32).reshape(-1)
+        record_rows = np.asarray(record_rows, np.int64).reshape(-1)
+        bounds = np.linspace(0, len(keys), len(self.devices) + 1).round().astype(int)
+
+        def run_part(device, start, stop):
+            local = np.nonzero((record_rows >= start) & (record_rows < stop))[0]   # rasters in this slice
+            with _on(device):
+                counts, raster = self._loop(tf.constant(inputs[start:stop]), tf.constant(keys[start:stop]),
+                                            tf.constant((record_rows[local] - start).astype(np.int32)),
+                                            self._weights_pre_post[device], int(steps), event_mode)
+                return local, counts.numpy().astype(np.int32), raster.numpy()
+
+        if len(self.devices) == 1:
+            results = [run_part(self.devices[0], 0, len(keys))]
+        else:                 # one host thread per device; TensorFlow releases the GIL while it runs
+            with ThreadPoolExecutor(len(self.devices)) as pool:
+                results = list(pool.map(run_part, self.devices, bounds[:-1], bounds[1:]))
+        raster = np.zeros((len(record_rows), steps, self.n_neurons), bool)
+        for local, _, part_raster in results:
+            raster[local] = part_raster
+        return np.concatenate([counts for _, counts, _ in results]), raster
 
 
 # ----------------------------------------------------------------------------------------------

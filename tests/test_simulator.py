@@ -252,3 +252,29 @@ def test_bad_arguments_are_refused():
         simulate(net, np.zeros((1, 3, 4)))
     with pytest.raises(ValueError, match="unknown simulation parameter"):
         simulate(net, np.zeros((1, 3, 1)), params={"tau": 3})
+
+
+def test_batch_split_over_two_devices_gives_the_single_device_result():
+    """Data parallelism, checked on two logical CPU devices in a fresh interpreter."""
+    import subprocess
+    import sys
+    code = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from lsm_core import Network
+from lsm_core.randomness import sample_keys
+from lsm_core.simulator import LiquidSimulator, synapse_weights
+net = Network.generate(dims=(3, 3, 3), n_input=20, seed=1)
+p = np.random.default_rng(0).random((5, 20)).astype(np.float32) * 0.5
+keys = sample_keys(1, "train", np.arange(5))
+one = LiquidSimulator(net, synapse_weights(net, 4.0)).run(p, keys, steps=40, record_rows=[0, 3, 4])
+two = LiquidSimulator(net, synapse_weights(net, 4.0), devices=["/CPU:0", "/CPU:1"]).run(
+    p, keys, steps=40, record_rows=[0, 3, 4])
+assert one[0].sum() > 0
+np.testing.assert_array_equal(one[0], two[0]); np.testing.assert_array_equal(one[1], two[1])
+print("same")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("same")
