@@ -27,32 +27,12 @@ SPLIT_ORDER = ("valid", "test", "train")      # the paper's order: validation, t
 def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) one benchmark; returns the summary dict (also in summary.json)."""
     started = time.perf_counter()
-    early_messages = []
     model = config.model_spec
     if model.has_init_phase or model.sample_rule != "static":
         raise UserError(f"model {model.name} needs the plasticity rules ({model.init_rule or model.sample_rule}), "
                         f"which are not part of this version of the toolkit; only the fixed-weight LSM runs.")
-    splits = _load_splits(config)
-    net, generated = ensure_network(config.net_num, config.dataset_spec.n_input, dims=config.dims,
-                                    networks_dir=config.networks_dir, log=early_messages.append)
-    network_sha = _network_sha256(config)
-    folder = RunFolder(config)
-    from lsm_core.devices import check_devices, tensorflow_versions
-
-    identity = run_identity(config, network_sha)
-    resuming = folder.open(identity, {"run": _run_info(config, generated)}, config.overwrite)
-    log = log or RunLog(folder.file("run.log"))
-    log(f"=== {model.name} on {config.dataset} - VERSION {config.version} "
-        f"({'resuming' if resuming else 'new run'}) in {folder.path}")
-    for message in early_messages:
-        log(message)
-    devices = check_devices(config.gpu, config.require_gpu, log)
-    log(f"devices used: {', '.join(devices)}; TensorFlow {tensorflow_versions()['tensorflow']}")
-    log(f"liquid: {net.describe()}")
-    log(f"seed {config.seed}; batch {config.batch_size} x {config.batches_per_block} batches per block; "
-        f"{config.duration_ms} ms per sample; samples: " +
-        ", ".join(f"{s} {config.split_sizes[s]}" for s in SPLIT_ORDER))
-
+    splits = _load_splits(config)                   # missing data stops the run before anything is written
+    net, folder, log, devices = _open_run(config, log)
     timings = folder.read_json("timings.json", default={}) or {}
     weights = _sample_weights(config, net)
     folder.save_npz("W_INI.npz", post=net.synapses().post, pre=net.synapses().pre, weights=weights,
@@ -71,6 +51,33 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
     log(f"TEST ACCURACY at the best validation epoch ({summary['best_epoch']}): "
         f"{100 * summary['test_acc_at_best']:.2f} % (validation {100 * summary['best_valid_acc']:.2f} %)")
     return summary
+
+
+def _open_run(config: RunConfig, log):
+    """Load or generate the liquid, open (or resume) the run folder, report the devices.
+
+    Returns (network, folder, log, device names).
+    """
+    from lsm_core.devices import check_devices, tensorflow_versions
+
+    early_messages = []                             # said before run.log exists
+    net, generated = ensure_network(config.net_num, config.dataset_spec.n_input, dims=config.dims,
+                                    networks_dir=config.networks_dir, log=early_messages.append)
+    folder = RunFolder(config)
+    identity = run_identity(config, net.dims, _network_sha256(config))
+    resuming = folder.open(identity, {"run": _run_info(config, generated)}, config.overwrite)
+    log = log or RunLog(folder.file("run.log"))
+    log(f"=== {config.model} on {config.dataset} - VERSION {config.version} "
+        f"({'resuming' if resuming else 'new run'}) in {folder.path}")
+    for message in early_messages:
+        log(message)
+    devices = check_devices(config.gpu, config.require_gpu, log)
+    log(f"devices used: {', '.join(devices)}; TensorFlow {tensorflow_versions()['tensorflow']}")
+    log(f"liquid: {net.describe()}")
+    log(f"seed {config.seed}; batch {config.batch_size} x {config.batches_per_block} batches per block; "
+        f"{config.duration_ms} ms per sample; samples: " +
+        ", ".join(f"{s} {config.split_sizes[s]}" for s in SPLIT_ORDER))
+    return net, folder, log, devices
 
 
 # ----------------------------------------------------------------------------------------------

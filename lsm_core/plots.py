@@ -28,10 +28,9 @@ _DPI = 120
 @contextmanager
 def _figure(path, **kwargs):
     """A new figure that is saved to `path` on success and closed in every case."""
-    fig = plt.figure(**kwargs)
+    fig = plt.figure(layout="constrained", **kwargs)
     try:
         yield fig
-        fig.tight_layout()
         atomic_savefig(fig, Path(path), dpi=_DPI)
     finally:
         plt.close(fig)

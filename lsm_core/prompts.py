@@ -122,35 +122,31 @@ def _splits(sizes: dict) -> str:
     return ", ".join(f"{name} {size}" for name, size in sizes.items())
 
 
+def _check_divides(name: str, value: int, counts: dict, what: str, label: str, context: str = "") -> int:
+    """`value` must be >= 1 and divide every one of `counts` ({split: count}); else a UserError
+    listing the values that would work.  `what` names the counts ("every split size"), `label` the
+    values ("batch sizes")."""
+    if value < 1:
+        raise UserError(f"{name}: {value} is too small; allowed: a whole number of at least 1 that "
+                        f"divides {what} ({_splits(counts)}).")
+    numbers = list(counts.values())
+    if any(number % value for number in numbers):
+        working = divisors(reduce(math.gcd, numbers))
+        raise UserError(f"{name}: {value} does not divide {what}{context} ({_splits(counts)}); {label} "
+                        f"that divide {_and_list(numbers)}: {', '.join(map(str, working))}.")
+    return value
+
+
 def check_batch_size(value: int, split_sizes: dict) -> int:
     """BATCH_SIZE must be >= 1 and divide every split size (e.g. {"train": 50000, ...})."""
-    if value < 1:
-        raise UserError(f"BATCH_SIZE: {value} is too small; allowed: a whole number of at least 1 "
-                        f"that divides every split size ({_splits(split_sizes)}).")
-    sizes = list(split_sizes.values())
-    if any(size % value for size in sizes):
-        working = divisors(reduce(math.gcd, sizes))
-        raise UserError(f"BATCH_SIZE: {value} does not divide every split size "
-                        f"({_splits(split_sizes)}); batch sizes that divide {_and_list(sizes)}: "
-                        f"{', '.join(map(str, working))}.")
-    return value
+    return _check_divides("BATCH_SIZE", value, split_sizes, "every split size", "batch sizes")
 
 
 def check_batches_per_block(value: int, batch_size: int, split_sizes: dict) -> int:
     """BATCHS_PER_BLOCK must be >= 1 and divide the number of batches of every split."""
     batches = {name: size // batch_size for name, size in split_sizes.items()}
-    if value < 1:
-        raise UserError(f"BATCHS_PER_BLOCK: {value} is too small; allowed: a whole number of at "
-                        f"least 1 that divides the number of batches of every split "
-                        f"({_splits(batches)}).")
-    counts = list(batches.values())
-    if any(count % value for count in counts):
-        working = divisors(reduce(math.gcd, counts))
-        raise UserError(f"BATCHS_PER_BLOCK: {value} does not divide the number of batches of "
-                        f"every split at BATCH_SIZE {batch_size} ({_splits(batches)}); "
-                        f"batches per block that divide {_and_list(counts)}: "
-                        f"{', '.join(map(str, working))}.")
-    return value
+    return _check_divides("BATCHS_PER_BLOCK", value, batches, "the number of batches of every split",
+                          "batches per block", f" at BATCH_SIZE {batch_size}")
 
 
 # ------------------------------------------------------------------------------------------------

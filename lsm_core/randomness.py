@@ -44,8 +44,7 @@ def step_pixel_uniform_np(keys, t: int, n_input: int) -> np.ndarray:
     keys = np.asarray(keys, dtype=np.uint32)
     with np.errstate(over="ignore"):
         step_key = hash32_np(keys ^ hash32_np(np.uint32(t) + np.uint32(_STEP_SALT)))
-        pixels = np.arange(n_input, dtype=np.uint32) * np.uint32(_GOLDEN)
-        bits = hash32_np(step_key[:, None] ^ pixels[None, :])
+        bits = hash32_np(step_key[:, None] ^ pixel_codes_np(n_input)[None, :])
     return ((bits >> np.uint32(8)).astype(np.float32) * np.float32(2.0 ** -24))
 
 

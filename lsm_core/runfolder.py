@@ -27,14 +27,16 @@ NON_IDENTITY_FIELDS = ("gpu", "version", "data_dir", "output_root", "networks_di
                        "require_gpu", "readout_epochs")
 
 
-def run_identity(config: RunConfig, network_sha256: str) -> dict:
+def run_identity(config: RunConfig, liquid_dims, network_sha256: str) -> dict:
     """Everything that determines a run's numbers: must match for a re-run to resume.
 
     `readout_epochs` is left out on purpose: a finished run re-run with more epochs continues
-    training where it stopped, with the numbers an uninterrupted longer run would give.
+    training where it stopped, with the numbers an uninterrupted longer run would give.  `dims` is
+    the liquid's actual size (the --dims option only sizes a liquid generated on the spot), and
+    the liquid itself is pinned by its file's SHA-256.
     """
     identity = {k: v for k, v in asdict(config).items() if k not in NON_IDENTITY_FIELDS}
-    identity["dims"] = list(config.dims)
+    identity["dims"] = [int(d) for d in liquid_dims]
     identity["network_sha256"] = network_sha256
     identity["constants"] = PAPER.as_dict()
     identity["params_format"] = PARAMS_FORMAT

@@ -93,15 +93,20 @@ def test_bad_options_exit_2_before_prompting(options, fragment):
     assert fragment in result.stderr and "GPU? " not in result.stdout
 
 
+def run_python(code):
+    """Run `code` in a fresh interpreter; it must succeed."""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_gpu_choice_is_applied_before_tensorflow():
     code = ("import os\nfrom lsm_core.devices import apply_gpu_choice\n"
             "apply_gpu_choice('cpu')\nimport tensorflow\n"
             "print('CVD=' + os.environ['CUDA_VISIBLE_DEVICES'])\n"
             "try:\n    apply_gpu_choice('0')\nexcept RuntimeError:\n    print('REFUSED')\n"
             "apply_gpu_choice('cpu')\nprint('SAME-OK')\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    result = run_python(code)
     assert "CVD=-1" in result.stdout and "REFUSED" in result.stdout and "SAME-OK" in result.stdout
 
 
@@ -114,10 +119,7 @@ def test_check_devices_warns_loudly_or_refuses_when_a_gpu_is_missing():
             "try:\n    check_devices('0', True, print)\nexcept UserError as e:\n"
             "    print('REQUIRE', e)\n"
             "print('VERSIONS', sorted(tensorflow_versions()))\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = run_python(code).stdout
     assert "!" * 100 in out and "NOT AVAILABLE" in out
     assert "USED ['CPU']" in out and "CPU ['CPU']" in out
     assert "REQUIRE GPU 0 asked for" in out and "--require-gpu" in out

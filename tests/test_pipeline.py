@@ -11,7 +11,7 @@ import pytest
 from lsm_core import pipeline
 from lsm_core.config import RunConfig
 from lsm_core.errors import UserError
-from lsm_core.runfolder import RunFolder, raster_rows
+from lsm_core.runfolder import RunFolder
 from lsm_core.simulator import LiquidSimulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,6 +87,8 @@ def test_rerunning_a_finished_run_recomputes_nothing(finished_run, monkeypatch):
     calls = count_simulated_batches(monkeypatch)
     again = pipeline.run(config, log=quiet)
     assert calls == [] and again["test_acc_at_best"] == summary["test_acc_at_best"]
+    # --dims only sizes a liquid generated on the spot: without it the same run resumes
+    assert pipeline.run(replace(config, dims=(10, 10, 10)), log=quiet)["n_res"] == 27
 
 
 def test_interrupted_run_resumes_without_recomputing_and_gives_the_same_result(tmp_path, monkeypatch,
@@ -172,10 +174,7 @@ def test_missing_dataset_stops_before_simulating(tmp_path, monkeypatch):
     assert calls == [] and not (tmp_path / "train_data").exists()
 
 
-def test_raster_rows_and_batches():
-    np.testing.assert_array_equal(raster_rows(5), np.arange(5))
-    rows = raster_rows(250)
-    assert len(rows) == 20 and rows[0] == 0 and rows[-1] == 249
+def test_raster_batches_hold_samples_0_10000_20000():
     assert [pipeline._raster_batch(s, 250) for s in (0, 250, 9750, 10000, 10250)] == [True, False, False, True, False]
     assert pipeline._raster_batch(9900, 300)          # holds sample 10000
 

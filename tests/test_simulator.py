@@ -222,17 +222,6 @@ def test_row_of_a_batch_equals_the_sample_run_alone(small_liquid):
     np.testing.assert_array_equal(raster[0], alone_raster[0])
 
 
-def test_bernoulli_input_draws_have_the_asked_rate():
-    keys = sample_keys(0, "train", np.arange(200))
-    u = np.stack([step_pixel_uniform_np(keys, t, 50) for t in range(100)])     # [T, B, pixels]
-    for p in (0.05, 0.3, 0.8):
-        rate = (u < p).mean()
-        assert abs(rate - p) < 4 * math.sqrt(p * (1 - p) / u.size)
-    assert abs(np.corrcoef(u[:-1].ravel(), u[1:].ravel())[0, 1]) < 0.01     # no step-to-step correlation
-    other = sample_keys(1, "train", np.arange(200))
-    assert not np.array_equal(keys, other)
-
-
 def test_weight_scale_keeps_signs_and_dense_weights_view():
     net = tiny_net(n_exc=1, n_input=2, synapses=[(0, 1, 1.0), (0, 2, -1.0)])
     res = simulate(net, np.zeros((2, 5, 2), np.uint8), weight_scale=2.5)
