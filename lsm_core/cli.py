@@ -187,6 +187,13 @@ def run_script(model_name: str, dataset_name: str, argv=None) -> int:
     except UserError as exc:
         print(format_user_error(exc), file=sys.stderr, flush=True)
         return 2
+    except OSError as exc:          # disk full, folder removed under the run, permissions changed...
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(format_user_error(UserError(
+            f"a file could not be read or written{where}: {exc.strerror or exc}. Fix the cause (free disk "
+            f"space, permissions) and re-run the same command: finished blocks and readout epochs are kept "
+            f"and the run resumes.")), file=sys.stderr, flush=True)
+        return 2
     except KeyboardInterrupt:
         if started:
             message = ("Interrupted. Everything finished so far is saved; re-running the same "

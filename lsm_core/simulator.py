@@ -259,17 +259,18 @@ class SimResult:
     post: np.ndarray
     pre: np.ndarray
     n_neurons: int
+    phase: str = "sample"
     astro: Optional[np.ndarray] = None
     calcium: Optional[np.ndarray] = None
 
     @property
     def weights(self) -> np.ndarray:
-        """Final weights as dense [B, N, N] (rows post, columns pre); a read-only broadcast view
-        when the batch shares one set of weights."""
+        """Final weights as dense [B, N, N] (rows post, columns pre), [1, N, N] for the init phase
+        (one stream); a read-only broadcast view when the batch shares one set of weights."""
         rows = self.synapse_weights.shape[0]
         dense = np.zeros((rows, self.n_neurons, self.n_neurons), np.float32)
         dense[:, self.post, self.pre] = self.synapse_weights
-        batch = self.spikes.shape[0]
+        batch = 1 if self.phase == "init" else self.spikes.shape[0]
         return dense if rows == batch else np.broadcast_to(dense, (batch,) + dense.shape[1:])
 
 
@@ -299,4 +300,4 @@ def simulate(net: Network, inputs, rule: str = "static", phase: str = "sample",
     counts, raster = simulator.run(inputs, keys, steps=steps, record_rows=np.arange(inputs.shape[0]))
     syn = net.synapses()
     return SimResult(spikes=raster, counts=counts, synapse_weights=weights[None, :],
-                     post=syn.post, pre=syn.pre, n_neurons=net.n_neurons)
+                     post=syn.post, pre=syn.pre, n_neurons=net.n_neurons, phase=phase)

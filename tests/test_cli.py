@@ -205,8 +205,13 @@ def test_pipeline_user_error_and_interrupt(fake_pipeline, monkeypatch, capsys):
     def interrupt(config, log=None):
         raise KeyboardInterrupt
 
+    def disk_full(config, log=None):
+        raise OSError(28, "No space left on device", "/data/ver_1/blocks/train_block_00003.npz")
+
     for run, status, fragment in [(fail, 2, "error: datasets/mnist.npz is missing"),
-                                  (interrupt, 130, "re-running the same command")]:
+                                  (interrupt, 130, "re-running the same command"),
+                                  (disk_full, 2, "(/data/ver_1/blocks/train_block_00003.npz): No space left on "
+                                                 "device. Fix the cause")]:
         monkeypatch.setattr(fake_pipeline, "run", run)
         monkeypatch.setattr(sys, "stdin", io.StringIO("cpu\n1\n1\n250\n10\n1.0\n"))
         assert run_script("LSM", "mnist", ["--seed", "1"]) == status
@@ -223,3 +228,4 @@ def test_script_names_and_error_format():
     text = format_user_error(UserError("a  problem\nwith   spaces " + "word " * 60))
     assert text.startswith("error: a problem with spaces word")
     assert all(len(line) <= 100 for line in text.splitlines()) and len(text.splitlines()) > 1
+

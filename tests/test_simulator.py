@@ -227,6 +227,9 @@ def test_weight_scale_keeps_signs_and_dense_weights_view():
     res = simulate(net, np.zeros((2, 5, 2), np.uint8), weight_scale=2.5)
     assert res.weights.shape == (2, 3, 3)
     np.testing.assert_array_equal(res.weights[1, 0], [0.0, 2.5, -2.5])
+    stream = simulate(net, np.zeros((2, 5, 2), np.uint8), phase="init")     # one stream of snapshots
+    assert stream.weights.shape == (1, 3, 3)
+    np.testing.assert_array_equal(stream.weights[0, 0], [0.0, 1.0, -1.0])
 
 
 def test_bad_arguments_are_refused():
