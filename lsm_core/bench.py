@@ -1,4 +1,4 @@
-"""`python -m lsm_core bench`: simulated sample-milliseconds per second (SPEC 6).
+"""`python -m lsm_core bench`: simulated sample-milliseconds per second (SPEC 6), every rule and phase.
 
 Throughput = batch x steps / wall time of the compiled loop; the first call (tracing and XLA
 compilation) is timed separately and excluded.  Inputs are the first training images of the
@@ -50,30 +50,43 @@ def _peak_memory() -> dict:
     return memory
 
 
+BENCH_PARAMS = {"static": {}, "stdp": {}, "nalsm": {"astro_w": 0.015},
+                "apstdp": {"rate_threshold": 20.0, "rate_range": 5.0}}
+
+
 def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int = 784,
-              repeats: int = 3, seed: int = 1, weight_scale: float = 1.0) -> dict:
-    """Measure one configuration; returns the JSON record of SPEC 6."""
+              repeats: int = 3, seed: int = 1, weight_scale: float | None = None) -> dict:
+    """Measure one configuration; returns the JSON record of SPEC 6.
+
+    Phase "init" simulates `batch` consecutive snapshots of `steps` ms of one stream (batch 1);
+    its throughput is then snapshot-steps per second.  Default magnitudes: w_max (3.0) for the
+    STDP rules, 1.0 for the fixed-weight and AP-STDP liquids.
+    """
     import tensorflow as tf
 
     from lsm_core.randomness import sample_keys
-    from lsm_core.simulator import AVAILABLE_RULES, LiquidSimulator, synapse_weights
+    from lsm_core.simulator import LiquidSimulator, PlasticSimulator, SimParams, synapse_weights
 
-    if rule not in AVAILABLE_RULES:
-        raise UserError(f"bench: rule {rule!r} is not available in this version (available: "
-                        f"{', '.join(AVAILABLE_RULES)}); the plastic rules arrive with the plasticity work.")
-    if phase != "sample":
-        raise UserError("bench: only --phase sample exists for the static rule (it has no init phase).")
+    if rule == "static" and phase != "sample":
+        raise UserError("bench: the static rule has no init phase; use --phase sample.")
+    if weight_scale is None:
+        weight_scale = PAPER.plasticity.w_max if rule in ("stdp", "nalsm") else 1.0
     net = Network.generate(dims=dims, n_input=n_input, seed=seed)
-    simulator = LiquidSimulator(net, synapse_weights(net, weight_scale))
+    weights = synapse_weights(net, weight_scale)
+    if rule == "static":
+        simulator = LiquidSimulator(net, weights)
+        simulate_once = lambda keys: simulator.run(inputs, keys, steps=steps)[0]
+    else:
+        simulator = PlasticSimulator(net, weights, rule, phase, SimParams(**BENCH_PARAMS[rule]))
+        simulate_once = lambda keys: simulator.run(inputs, keys, steps=steps, record=False)[0]
     inputs = _inputs(n_input, batch, steps, seed)
-    keys = sample_keys(seed, "train", np.arange(batch))
     start = time.perf_counter()
-    counts, _ = simulator.run(inputs, keys, steps=steps)
+    counts = simulate_once(sample_keys(seed, "train", np.arange(batch)))
     compile_s = time.perf_counter() - start
     walls = []
     for repeat in range(repeats):
         start = time.perf_counter()
-        counts, _ = simulator.run(inputs, sample_keys(seed + repeat + 1, "train", np.arange(batch)), steps=steps)
+        counts = simulate_once(sample_keys(seed + repeat + 1, "train", np.arange(batch)))
         walls.append(time.perf_counter() - start)
     wall = float(np.median(walls))
     gpus = tf.config.list_logical_devices("GPU")
@@ -81,9 +94,9 @@ def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int 
     return {
         "rule": rule, "phase": phase, "dims": format_dims(dims), "n_input": n_input,
         "n_neurons": net.n_neurons, "n_syn": int(net.n_syn), "batch": batch, "steps": steps,
-        "repeats": repeats, "compile_s": round(compile_s - wall, 3), "wall_s": round(wall, 4),
-        "wall_s_all": [round(w, 4) for w in walls], "sample_ms_per_s": round(batch * steps / wall, 1),
-        "ms_per_step": round(1000.0 * wall / steps, 3),
+        "weight_scale": weight_scale, "repeats": repeats, "compile_s": round(compile_s - wall, 3),
+        "wall_s": round(wall, 4), "wall_s_all": [round(w, 4) for w in walls],
+        "sample_ms_per_s": round(batch * steps / wall, 1), "ms_per_step": round(1000.0 * wall / steps, 3),
         "mean_rate_hz": round(float(counts.mean()) * 1000.0 / steps, 2),
         "device": device, "tensorflow": tf.__version__, **_peak_memory(),
     }
@@ -102,10 +115,12 @@ def bench_command(argv) -> int:
     parser.add_argument("--n-input", default=784, type=int, help="784 (MNIST, image mode) or 2312 (N-MNIST, event mode)")
     parser.add_argument("--repeats", default=3, type=int)
     parser.add_argument("--seed", default=1, type=int)
+    parser.add_argument("--weight-scale", default=None, type=float,
+                        help="magnitude of every weight (default: 3.0 for stdp/nalsm, 1.0 otherwise)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     record = run_bench(args.rule, args.phase, args.dims, args.batch, args.steps, args.n_input,
-                       args.repeats, args.seed)
+                       args.repeats, args.seed, args.weight_scale)
     if args.json:
         print(json.dumps(record))
     else:

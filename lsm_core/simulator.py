@@ -12,6 +12,7 @@ n_in = input neurons, T = steps (1 step = 1 ms).  Neuron order: excitatory, inhi
 from __future__ import annotations
 
 import contextlib
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional, Sequence
@@ -19,13 +20,13 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from lsm_core import plasticity as rules
 from lsm_core.config import PAPER
-from lsm_core.network import Network
+from lsm_core.network import EXC, INH, Network
 from lsm_core.randomness import pixel_codes_np, sample_keys, step_pixel_uniform_tf
 
 RULES = ("static", "stdp", "nalsm", "apstdp")
 PHASES = ("sample", "init")
-AVAILABLE_RULES = ("static",)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,6 +98,64 @@ def shared_weight_current(kernel, weights_pre_post):
     return tf.matmul(kernel, weights_pre_post)
 
 
+def per_row_weight_current(pre_kernel, weights):
+    """Synaptic current into the reservoir with weights of their own in every row (plasticity).
+
+    Synapses in the padded by-postsynaptic-neuron layout of `SynapseTable`: pre_kernel is the kernel
+    of each synapse's presynaptic neuron [B, N_res, D], weights [B, N_res, D] -> [B, N_res].
+    """
+    return tf.reduce_sum(pre_kernel * weights, axis=2)
+
+
+@dataclass(frozen=True)
+class SynapseTable:
+    """Synapses grouped by postsynaptic neuron: row i lists the presynaptic neurons of reservoir
+    neuron i, padded to the largest in-degree D with empty slots (weight 0, bounds [0, 0]).
+
+    This layout makes every per-synapse operation a gather along the presynaptic index and a sum
+    along the row, with no scatter; the postsynaptic values simply broadcast.
+    """
+
+    pre: np.ndarray       # int32 [N_res, D], presynaptic neuron of each slot (0 in empty slots)
+    row: np.ndarray       # int32 [n_syn], postsynaptic neuron of synapse k
+    slot: np.ndarray      # int32 [n_syn], its slot in that row
+    sign: np.ndarray      # float32 [N_res, D]: +1 excitatory or input pre, -1 inhibitory
+    lower: np.ndarray     # float32 [N_res, D] weight bounds by presynaptic class
+    upper: np.ndarray
+
+    @classmethod
+    def build(cls, net: Network, w_max: float) -> "SynapseTable":
+        syn = net.synapses()                                  # sorted by (post, pre)
+        degree = np.bincount(syn.post, minlength=net.n_res)
+        starts = np.concatenate([[0], np.cumsum(degree)[:-1]])
+        slot = (np.arange(len(syn.post)) - starts[syn.post]).astype(np.int32)
+        width = max(int(degree.max(initial=0)), 1)
+        table = np.zeros((net.n_res, width), np.float32)
+
+        def fill(values):
+            out = table.copy()
+            out[syn.post, slot] = values
+            return out
+
+        pre_class = np.asarray(syn.pre_class)
+        pre = np.zeros((net.n_res, width), np.int32)
+        pre[syn.post, slot] = syn.pre
+        return cls(pre=pre, row=syn.post.astype(np.int32), slot=slot,
+                   sign=fill(np.where(pre_class == INH, -1.0, 1.0)),
+                   lower=fill(np.where(pre_class == EXC, 0.0, -w_max)),
+                   upper=fill(np.where(pre_class == INH, 0.0, w_max)))
+
+    def to_table(self, weights: np.ndarray) -> np.ndarray:
+        """[..., n_syn] synapse-list weights -> [..., N_res, D]."""
+        out = np.zeros(weights.shape[:-1] + self.pre.shape, np.float32)
+        out[..., self.row, self.slot] = weights
+        return out
+
+    def to_list(self, table: np.ndarray) -> np.ndarray:
+        """[..., N_res, D] -> [..., n_syn] in the network's synapse order."""
+        return table[..., self.row, self.slot]
+
+
 # ----------------------------------------------------------------------------------------------
 # The compiled time loop: the plumbing
 # ----------------------------------------------------------------------------------------------
@@ -139,6 +198,36 @@ def synapse_weights(net: Network, weight_scale: Optional[float]) -> np.ndarray:
     return (np.sign(syn.sign) * np.float32(weight_scale)).astype(np.float32)
 
 
+def _neuron_params(net: Network) -> NeuronParams:
+    return NeuronParams(*(tf.constant(np.asarray(a, np.float32)) for a in
+                          (net.tau_v, net.v_thresh, net.bias, net.t_refrac, net.tau_syn)),
+                        since_spike_cap=float(PAPER.neuron.since_spike_cap))
+
+
+def _input_spikes(inputs, keys, t, event_mode: bool, pixel_codes):
+    """This step's 0/1 input spikes [B, n_in]: given (event mode, inputs [B, T, n_in]) or Bernoulli
+    draws with the per-pixel probabilities (image mode, inputs [B, n_in], keys uint32 [B])."""
+    if event_mode:
+        return tf.cast(inputs[:, t, :], tf.float32)
+    return tf.cast(step_pixel_uniform_tf(keys, t, pixel_codes) < inputs, tf.float32)
+
+
+def _check_inputs(inputs, steps, n_input: int):
+    """Validate inputs; returns (inputs as uint8 events or float32 probabilities, steps, event_mode)."""
+    inputs = np.asarray(inputs)
+    event_mode = inputs.ndim == 3
+    if inputs.shape[-1] != n_input:
+        raise ValueError(f"inputs have {inputs.shape[-1]} input channels, the liquid has {n_input}")
+    if event_mode:
+        steps = inputs.shape[1] if steps is None else int(steps)
+        if steps > inputs.shape[1]:
+            raise ValueError(f"steps={steps} but only {inputs.shape[1]} ms of input spikes were given")
+        return inputs[:, :steps].astype(np.uint8, copy=False), steps, True
+    if steps is None:
+        raise ValueError("image mode needs steps= (the duration in ms)")
+    return inputs.astype(np.float32, copy=False), int(steps), False
+
+
 class LiquidSimulator:
     """A liquid with fixed weights, compiled once and reused for every batch.
 
@@ -164,20 +253,9 @@ class LiquidSimulator:
         for device in self.devices:
             with _on(device):
                 self._weights_pre_post[device] = tf.constant(dense)
-        self._neuron = NeuronParams(
-            *(tf.constant(np.asarray(a, np.float32)) for a in
-              (net.tau_v, net.v_thresh, net.bias, net.t_refrac, net.tau_syn)),
-            since_spike_cap=float(PAPER.neuron.since_spike_cap))
+        self._neuron = _neuron_params(net)
         self._pixel_codes = tf.constant(pixel_codes_np(net.n_input))
-        self._input_current = tf.constant(params.input_current, tf.float32)
         self._loop = tf.function(self._time_loop, jit_compile=jit, reduce_retracing=True)
-
-    # -- the loop ---------------------------------------------------------------------------
-    def _input_spikes(self, inputs, keys, t, event_mode: bool):
-        if event_mode:                       # inputs: [B, T, n_in] 0/1
-            return tf.cast(inputs[:, t, :], tf.float32)
-        uniform = step_pixel_uniform_tf(keys, t, self._pixel_codes)   # inputs: [B, n_in] probabilities
-        return tf.cast(uniform < inputs, tf.float32)
 
     def _time_loop(self, inputs, keys, record_rows, weights_pre_post, steps: int, event_mode: bool):
         batch = tf.shape(inputs)[0]
@@ -190,7 +268,8 @@ class LiquidSimulator:
             counts += spikes[:, : self.n_res]
             raster = raster.write(t, tf.gather(spikes, record_rows) > 0.0)
             reservoir_current = shared_weight_current(synaptic_kernel(since_spike, p.tau_syn), weights_pre_post)
-            input_current = self._input_current * self._input_spikes(inputs, keys, t, event_mode)
+            input_current = self.params.input_current * _input_spikes(inputs, keys, t, event_mode,
+                                                                      self._pixel_codes)
             current = tf.concat([reservoir_current, input_current], axis=1)
             state = integrate(spikes, membrane, since_spike, state.refractory, current, p)
         return counts, tf.transpose(raster.stack(), [1, 0, 2])
@@ -204,19 +283,7 @@ class LiquidSimulator:
         steps: T (event mode: defaults to the given T); record_rows: rows whose rasters to keep.
         Returns counts int32 [B, N_res] and rasters bool [len(record_rows), T, N].
         """
-        inputs = np.asarray(inputs)
-        event_mode = inputs.ndim == 3
-        if inputs.shape[-1] != self.n_input:
-            raise ValueError(f"inputs have {inputs.shape[-1]} input channels, the liquid has {self.n_input}")
-        if event_mode:
-            steps = inputs.shape[1] if steps is None else int(steps)
-            if steps > inputs.shape[1]:
-                raise ValueError(f"steps={steps} but only {inputs.shape[1]} ms of input spikes were given")
-            inputs = inputs[:, :steps].astype(np.uint8, copy=False)
-        else:
-            if steps is None:
-                raise ValueError("image mode needs steps= (the duration in ms)")
-            inputs = inputs.astype(np.float32, copy=False)
+        inputs, steps, event_mode = _check_inputs(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)
         record_rows = np.asarray(record_rows, np.int64).reshape(-1)
         bounds = np.linspace(0, len(keys), len(self.devices) + 1).round().astype(int)
@@ -238,6 +305,124 @@ class LiquidSimulator:
         for local, _, part_raster in results:
             raster[local] = part_raster
         return np.concatenate([counts for _, counts, _ in results]), raster
+
+
+class PlasticSimulator:
+    """A liquid whose weights learn ("stdp", "nalsm" or "apstdp"), compiled once and reused.
+
+    phase "sample": the B rows are independent liquids that all start from the given weights, with
+    the per-ms decays of SPEC 3.6 for "nalsm" and "stdp".  phase "init": the rows are consecutive
+    snapshots of one stream (batch 1), simulated one after another in the same graph: weights, trace
+    and calcium carry over; neuron state, learning rate and astrocyte restart with every snapshot.
+    """
+
+    def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str,
+                 params: SimParams = SimParams(), jit: bool = True):
+        if rule not in ("stdp", "nalsm", "apstdp") or phase not in PHASES:
+            raise ValueError(f"PlasticSimulator needs a plastic rule and a phase, got {rule!r}, {phase!r}")
+        if rule == "nalsm" and params.astro_w is None:
+            raise ValueError('rule "nalsm" needs params["astro_w"] (ASTRO_W_SCALING)')
+        if rule == "apstdp" and (params.rate_threshold is None or params.rate_range is None):
+            raise ValueError('rule "apstdp" needs params["rate_threshold"] and params["rate_range"]')
+        self.rule, self.phase, self.params = rule, phase, params
+        self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
+        self.table = SynapseTable.build(net, params.w_max)
+        self._pre = tf.constant(self.table.pre)
+        self._sign, self._lower, self._upper = (tf.constant(a) for a in
+                                                (self.table.sign, self.table.lower, self.table.upper))
+        self._weights0 = tf.constant(self.table.to_table(np.asarray(weights, np.float32))[np.newaxis])
+        self._neuron = _neuron_params(net)
+        self._pixel_codes = tf.constant(pixel_codes_np(net.n_input))
+        self._loop = tf.function(self._time_loop, jit_compile=jit)   # static shapes: one trace per size
+
+    def _fresh_rates(self, batch):
+        """Learning rate and astrocyte at the start of every sample: eta0, A = eta0, w_A, b_A."""
+        p = self.params
+        ones = tf.ones([batch, 1, 1], tf.float32)          # broadcasts against [B, N_res, D]
+        astro_w = 0.0 if p.astro_w is None else p.astro_w
+        return dict(lr=p.lr * ones, astro=p.lr * ones, astro_w=astro_w * ones,
+                    astro_bias=p.lr * (1.0 + p.astro_bias_offset) * ones)
+
+    def _step_weights(self, plastic: rules.PlasticState, spikes) -> rules.PlasticState:
+        """Steps 8-11 of SPEC 3.2 (the calcium of step 3 is already in `plastic`)."""
+        p, c = self.params, PAPER.plasticity
+        reservoir = slice(0, self.n_res)
+        causal, anti_causal = rules.pair_terms(
+            pre_trace=tf.gather(plastic.trace, self._pre, axis=1), post_spikes=spikes[:, reservoir, None],
+            post_trace=plastic.trace[:, reservoir, None], pre_spikes=tf.gather(spikes, self._pre, axis=1))
+        if self.rule == "stdp":
+            change = rules.stdp_change(causal, anti_causal, plastic.lr, self._sign)
+        elif self.rule == "nalsm":
+            change = rules.nalsm_change(causal, anti_causal, plastic.lr, plastic.astro, self._sign)
+        else:
+            change = rules.apstdp_change(causal, anti_causal, plastic.lr, self._sign,
+                                         plastic.calcium[:, reservoir, None], p.rate_threshold, p.rate_range)
+        plastic = plastic._replace(
+            weights=rules.clip_weights(plastic.weights + change, self._lower, self._upper),
+            trace=rules.trace_step(plastic.trace, spikes, c.trace_decay, c.trace_increment))
+        if self.rule == "nalsm":
+            reservoir_count = tf.reduce_sum(spikes[:, reservoir], axis=1)[:, None, None]    # [B, 1, 1]
+            input_count = tf.reduce_sum(spikes[:, self.n_res:], axis=1)[:, None, None]
+            plastic = plastic._replace(astro=rules.astrocyte_step(
+                plastic.astro, plastic.astro_w, plastic.astro_bias, reservoir_count, input_count, p.astro_tau))
+        if self.phase == "sample" and self.rule in ("stdp", "nalsm"):
+            plastic = rules.decay_rates(plastic, p.lr_decay)
+        return plastic
+
+    def _time_loop(self, inputs, keys, steps: int, event_mode: bool, record: bool):
+        rows = int(inputs.shape[0])
+        groups, batch = (1, rows) if self.phase == "sample" else (rows, 1)
+        p = self._neuron
+        plastic = rules.PlasticState(
+            weights=tf.tile(self._weights0, [batch, 1, 1]), trace=tf.zeros([batch, self.n_neurons]),
+            calcium=tf.zeros([batch, self.n_neurons]), **self._fresh_rates(batch))
+        counts_all = tf.TensorArray(tf.float32, size=groups)
+        raster = tf.TensorArray(tf.bool, size=groups * steps)
+        astro_trace = tf.TensorArray(tf.float32, size=groups * steps)
+        for g in tf.range(groups):
+            if self.phase == "sample":                       # one group: the whole batch
+                group_inputs, group_keys = inputs, keys
+            else:                                            # snapshot g of the stream, batch 1
+                group_inputs, group_keys = inputs[g][tf.newaxis], keys[g][tf.newaxis]
+            state = initial_state(batch, self.n_neurons)
+            plastic = plastic._replace(**self._fresh_rates(batch))
+            counts = tf.zeros([batch, self.n_res])
+            for t in tf.range(steps):
+                spikes, membrane, since_spike = spike_and_reset(state, p)
+                counts += spikes[:, : self.n_res]
+                if self.rule == "apstdp":
+                    plastic = plastic._replace(
+                        calcium=rules.calcium_step(plastic.calcium, spikes, self.params.calcium_tau))
+                pre_kernel = tf.gather(synaptic_kernel(since_spike, p.tau_syn), self._pre, axis=1)
+                reservoir_current = per_row_weight_current(pre_kernel, plastic.weights)
+                input_current = self.params.input_current * _input_spikes(
+                    group_inputs, group_keys, t, event_mode, self._pixel_codes)
+                state = integrate(spikes, membrane, since_spike, state.refractory,
+                                  tf.concat([reservoir_current, input_current], axis=1), p)
+                plastic = self._step_weights(plastic, spikes)
+                raster = raster.write(g * steps + t, (spikes > 0.0) & record)
+                astro_trace = astro_trace.write(g * steps + t, plastic.astro[:, 0, 0])
+            counts_all = counts_all.write(g, counts)
+
+        def by_row(stacked, tail):      # [groups * steps, batch, *tail] -> [rows, steps, *tail]
+            shaped = tf.reshape(stacked, [groups, steps, batch, *tail])
+            perm = [0, 2, 1] + list(range(3, 3 + len(tail)))
+            return tf.reshape(tf.transpose(shaped, perm), [rows, steps, *tail])
+
+        return (tf.reshape(counts_all.stack(), [rows, self.n_res]),
+                by_row(raster.stack(), [self.n_neurons]),
+                by_row(astro_trace.stack(), []),
+                plastic.weights, plastic.calcium)
+
+    def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None, record: bool = True):
+        """Simulate; returns counts int32 [rows, N_res], spikes bool [rows, T, N] (all False unless
+        `record`), astro float32 [rows, T] (A after each step), final weights float32 [B or 1, n_syn]
+        and final calcium float32 [B or 1, N].  Inputs and keys as for `LiquidSimulator.run`."""
+        inputs, steps, event_mode = _check_inputs(inputs, steps, self.n_input)
+        keys = np.asarray(keys, np.uint32).reshape(-1)
+        out = self._loop(tf.constant(inputs), tf.constant(keys), int(steps), event_mode, bool(record))
+        counts, raster, astro, weights, calcium = (x.numpy() for x in out)
+        return counts.astype(np.int32), raster, astro, self.table.to_list(weights), calcium
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,30 +459,42 @@ class SimResult:
         return dense if rows == batch else np.broadcast_to(dense, (batch,) + dense.shape[1:])
 
 
+@functools.lru_cache(maxsize=8)
+def _simulator_for(net: Network, weight_scale, rule: str, phase: str, params: SimParams):
+    """Compiled simulators are kept for repeated `simulate` calls on the same liquid and settings."""
+    weights = synapse_weights(net, weight_scale)
+    if rule == "static":
+        return LiquidSimulator(net, weights, params)
+    return PlasticSimulator(net, weights, rule, phase, params)
+
+
 def simulate(net: Network, inputs, rule: str = "static", phase: str = "sample",
              weight_scale: Optional[float] = None, params: Optional[dict] = None, seed: int = 0,
              steps: Optional[int] = None) -> SimResult:
     """Simulate a batch of samples on `net` and return every spike (SPEC 2.2).
 
     inputs: float [B, n_input] per-ms spike probabilities (image mode, `steps` = duration in ms)
-    or 0/1 [B, T, n_input] input spikes (event mode).  rule: "static" (fixed weights); the plastic
-    rules "stdp", "nalsm" and "apstdp" are not part of this version.  weight_scale: replace every
-    synapse magnitude by this value, keeping its sign.  seed: keys the Bernoulli input draws (row b
-    uses the key of sample b of split "simulate").
+    or 0/1 [B, T, n_input] input spikes (event mode).  rule: "static" (fixed weights), "stdp",
+    "nalsm" (needs params["astro_w"]) or "apstdp" (needs params["rate_threshold"] and
+    params["rate_range"]).  phase: "sample" (independent rows) or "init" (the rows are consecutive
+    snapshots of one stream).  weight_scale: replace every synapse magnitude by this value, keeping
+    its sign.  seed: keys the Bernoulli input draws (row b uses the key of sample b of split
+    "simulate").
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-    if rule not in AVAILABLE_RULES:
-        raise NotImplementedError(f"rule {rule!r} (plasticity) is not available in this version; "
-                                  f"available: {AVAILABLE_RULES}")
-    sim_params = SimParams.from_overrides(params)
-    weights = synapse_weights(net, weight_scale)
-    simulator = LiquidSimulator(net, weights, sim_params)
+    simulator = _simulator_for(net, weight_scale, rule, phase, SimParams.from_overrides(params))
     inputs = np.asarray(inputs)
     keys = sample_keys(seed, "simulate", np.arange(inputs.shape[0]))
-    counts, raster = simulator.run(inputs, keys, steps=steps, record_rows=np.arange(inputs.shape[0]))
     syn = net.synapses()
-    return SimResult(spikes=raster, counts=counts, synapse_weights=weights[None, :],
-                     post=syn.post, pre=syn.pre, n_neurons=net.n_neurons, phase=phase)
+    result = dict(post=syn.post, pre=syn.pre, n_neurons=net.n_neurons, phase=phase)
+    if rule == "static":
+        counts, raster = simulator.run(inputs, keys, steps=steps, record_rows=np.arange(inputs.shape[0]))
+        return SimResult(spikes=raster, counts=counts,
+                         synapse_weights=synapse_weights(net, weight_scale)[None, :], **result)
+    counts, raster, astro, final_weights, calcium = simulator.run(inputs, keys, steps=steps)
+    return SimResult(spikes=raster, counts=counts, synapse_weights=final_weights,
+                     astro=astro if rule == "nalsm" else None,
+                     calcium=calcium if rule == "apstdp" else None, **result)

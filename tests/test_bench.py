@@ -20,10 +20,17 @@ def test_bench_json_record():
     assert record["sample_ms_per_s"] > 0 and record["device"] == "CPU"
 
 
-def test_unknown_command_and_unavailable_rule_are_clear_errors():
+def test_bench_plastic_rule_in_the_init_phase():
+    from lsm_core.bench import run_bench
+
+    record = run_bench("nalsm", "init", (3, 3, 3), batch=3, steps=10, repeats=1)
+    assert record["phase"] == "init" and record["weight_scale"] == 3.0 and record["sample_ms_per_s"] > 0
+
+
+def test_unknown_command_and_impossible_bench_are_clear_errors():
     result = subprocess.run([sys.executable, "-m", "lsm_core", "nonsense"], cwd=REPO, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "unknown command" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "lsm_core", "bench", "--rule", "nalsm"], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "not available" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "lsm_core", "bench", "--rule", "static", "--phase", "init"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "no init phase" in result.stderr and "Traceback" not in result.stderr

@@ -236,8 +236,10 @@ def test_bad_arguments_are_refused():
     net = tiny_net()
     with pytest.raises(ValueError, match="rule"):
         simulate(net, np.zeros((1, 3, 1)), rule="hebb")
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(ValueError, match="astro_w"):
         simulate(net, np.zeros((1, 3, 1)), rule="nalsm")
+    with pytest.raises(ValueError, match="rate_threshold"):
+        simulate(net, np.zeros((1, 3, 1)), rule="apstdp", params={"rate_range": 1.0})
     with pytest.raises(ValueError, match="steps"):
         simulate(net, np.zeros((1, 1), np.float32))
     with pytest.raises(ValueError, match="input channels"):

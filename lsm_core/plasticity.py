@@ -1,0 +1,87 @@
+"""Plasticity maths (SPEC 3.4-3.6): pure functions on explicit tensors, one step in, one step out.
+
+The functions are elementwise over synapses (post i <- pre j, every post a reservoir neuron) and do
+not care how the synapses are laid out: the simulator passes per-row weights and the pre- and
+postsynaptic values already gathered to the same shape (`[B, ...synapses]`).  `sign` is +1 where the
+presynaptic neuron is excitatory or an input neuron and -1 where it is inhibitory: the rules'
+coefficients depend only on the presynaptic type.  Learning rate `lr`, astrocyte `astro` and its
+weight and bias broadcast against the synapses (one value per batch row).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+
+class PlasticState(NamedTuple):
+    """What learns and what it learns with; carried from step to step."""
+
+    weights: tf.Tensor      # per-row weights [B, ...synapses]
+    trace: tf.Tensor        # STDP trace x_tr [B, N]
+    calcium: tf.Tensor      # AP-STDP calcium C [B, N] (~ firing rate in Hz)
+    lr: tf.Tensor           # eta, one per row
+    astro: tf.Tensor        # astrocyte A, one per row (the depressing learning rate of NALSM)
+    astro_w: tf.Tensor      # w_A, one per row
+    astro_bias: tf.Tensor   # b_A, one per row
+
+
+def pair_terms(pre_trace, post_spikes, post_trace, pre_spikes):
+    """Causal and anti-causal STDP terms per synapse: x_tr[pre] * S[post] and x_tr[post] * S[pre].
+
+    The traces are those before this step's update, so spikes of the same step do not pair.
+    """
+    return pre_trace * post_spikes, post_trace * pre_spikes
+
+
+def stdp_change(causal, anti_causal, lr, sign):
+    """Plain STDP: +eta D+ - eta D- for excitatory/input pre, -eta D+ + eta D- for inhibitory pre."""
+    return lr * sign * (causal - anti_causal)
+
+
+def nalsm_change(causal, anti_causal, lr, astro, sign):
+    """Astrocyte-modulated STDP: plain STDP with every depressing coefficient -eta replaced by -A."""
+    excitatory = sign > 0
+    return (tf.where(excitatory, lr, -astro) * causal
+            + tf.where(excitatory, -astro, lr) * anti_causal)
+
+
+def apstdp_change(causal, anti_causal, lr, sign, post_calcium, threshold: float, window: float):
+    """AP-STDP: plain STDP's terms, potentiating parts only where the postsynaptic calcium is strictly
+    inside (theta, theta + rho), depressing parts only where it is strictly inside (theta - rho, theta).
+
+    post_calcium: calcium of each synapse's postsynaptic neuron, shaped like the terms.
+    """
+    terms = (lr * sign * causal, -lr * sign * anti_causal)
+    ltp = tf.cast((post_calcium > threshold) & (post_calcium < threshold + window), tf.float32)
+    ltd = tf.cast((post_calcium > threshold - window) & (post_calcium < threshold), tf.float32)
+    return sum(ltp * tf.maximum(term, 0.0) + ltd * tf.minimum(term, 0.0) for term in terms)
+
+
+def clip_weights(weights, lower, upper):
+    """Class bounds: excitatory [0, w_max], inhibitory [-w_max, 0], input [-w_max, w_max]."""
+    return tf.clip_by_value(weights, lower, upper)
+
+
+def trace_step(trace, spikes, decay: float, increment: float):
+    """x_tr = d * (0.1 * S + x_tr): jump at a spike, then one step of decay."""
+    return decay * (increment * spikes + trace)
+
+
+def calcium_step(calcium, spikes, tau: float):
+    """C = C - C / tau_C + S."""
+    return calcium - calcium / tau + spikes
+
+
+def astrocyte_step(astro, astro_w, astro_bias, reservoir_count, input_count, tau: float):
+    """A += (w_A * (reservoir spikes - input spikes of this step) + b_A - A) / tau_A, per row.
+
+    The spike counts of the step are shaped like `astro`.
+    """
+    return astro + (astro_w * (reservoir_count - input_count) + astro_bias - astro) / tau
+
+
+def decay_rates(state: PlasticState, factor: float) -> PlasticState:
+    """Sample phase of NALSM and LSM+STDP: eta (kept >= 0), A, w_A and b_A each times 0.99 per step."""
+    return state._replace(lr=tf.maximum(state.lr * factor, 0.0), astro=state.astro * factor,
+                          astro_w=state.astro_w * factor, astro_bias=state.astro_bias * factor)
