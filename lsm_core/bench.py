@@ -78,7 +78,7 @@ def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int 
         simulate_once = lambda keys: simulator.run(inputs, keys, steps=steps)[0]
     else:
         simulator = PlasticSimulator(net, weights, rule, phase, SimParams(**BENCH_PARAMS[rule]))
-        simulate_once = lambda keys: simulator.run(inputs, keys, steps=steps, record=False)[0]
+        simulate_once = lambda keys: simulator.run(inputs, keys, steps=steps, record=False).counts
     inputs = _inputs(n_input, batch, steps, seed)
     start = time.perf_counter()
     counts = simulate_once(sample_keys(seed, "train", np.arange(batch)))

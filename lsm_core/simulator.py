@@ -307,6 +307,28 @@ class LiquidSimulator:
         return np.concatenate([counts for _, counts, _ in results]), raster
 
 
+class StreamCarry(NamedTuple):
+    """What the init phase carries from snapshot to snapshot (and from call to call), batch 1:
+    weights float32 [1, n_syn] (synapse-list order), trace and calcium float32 [1, N]."""
+
+    weights: np.ndarray
+    trace: np.ndarray
+    calcium: np.ndarray
+
+
+class PlasticRun(NamedTuple):
+    """Result of `PlasticSimulator.run`: counts int32 [rows, N_res]; spikes bool [rows, T, N] (all
+    False unless recorded); astro float32 [rows, T] (A after each step); and the final `weights`
+    [B, n_syn], `trace` and `calcium` [B, N] -- B = 1 in the init phase."""
+
+    counts: np.ndarray
+    spikes: np.ndarray
+    astro: np.ndarray
+    weights: np.ndarray
+    trace: np.ndarray
+    calcium: np.ndarray
+
+
 class PlasticSimulator:
     """A liquid whose weights learn ("stdp", "nalsm" or "apstdp"), compiled once and reused.
 
@@ -314,10 +336,12 @@ class PlasticSimulator:
     the per-ms decays of SPEC 3.6 for "nalsm" and "stdp".  phase "init": the rows are consecutive
     snapshots of one stream (batch 1), simulated one after another in the same graph: weights, trace
     and calcium carry over; neuron state, learning rate and astrocyte restart with every snapshot.
+    `reference_batch_quirk` (sample phase): only row 0 of each batch learns, as in the paper's
+    implementation of LSM+STDP (SPEC 3.4); the other rows run with the starting weights.
     """
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str,
-                 params: SimParams = SimParams(), jit: bool = True):
+                 params: SimParams = SimParams(), jit: bool = True, reference_batch_quirk: bool = False):
         if rule not in ("stdp", "nalsm", "apstdp") or phase not in PHASES:
             raise ValueError(f"PlasticSimulator needs a plastic rule and a phase, got {rule!r}, {phase!r}")
         if rule == "nalsm" and params.astro_w is None:
@@ -325,12 +349,13 @@ class PlasticSimulator:
         if rule == "apstdp" and (params.rate_threshold is None or params.rate_range is None):
             raise ValueError('rule "apstdp" needs params["rate_threshold"] and params["rate_range"]')
         self.rule, self.phase, self.params = rule, phase, params
+        self.reference_batch_quirk = reference_batch_quirk and phase == "sample"
         self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
         self.table = SynapseTable.build(net, params.w_max)
         self._pre = tf.constant(self.table.pre)
         self._sign, self._lower, self._upper = (tf.constant(a) for a in
                                                 (self.table.sign, self.table.lower, self.table.upper))
-        self._weights0 = tf.constant(self.table.to_table(np.asarray(weights, np.float32))[np.newaxis])
+        self.weights = np.asarray(weights, np.float32).reshape(-1)      # default starting weights
         self._neuron = _neuron_params(net)
         self._pixel_codes = tf.constant(pixel_codes_np(net.n_input))
         self._loop = tf.function(self._time_loop, jit_compile=jit)   # static shapes: one trace per size
@@ -339,8 +364,9 @@ class PlasticSimulator:
         """Learning rate and astrocyte at the start of every sample: eta0, A = eta0, w_A, b_A."""
         p = self.params
         ones = tf.ones([batch, 1, 1], tf.float32)          # broadcasts against [B, N_res, D]
+        learns = tf.one_hot(0, batch)[:, None, None] if self.reference_batch_quirk else ones    # row 0 only
         astro_w = 0.0 if p.astro_w is None else p.astro_w
-        return dict(lr=p.lr * ones, astro=p.lr * ones, astro_w=astro_w * ones,
+        return dict(lr=p.lr * learns, astro=p.lr * ones, astro_w=astro_w * ones,
                     astro_bias=p.lr * (1.0 + p.astro_bias_offset) * ones)
 
     def _step_weights(self, plastic: rules.PlasticState, spikes) -> rules.PlasticState:
@@ -369,13 +395,14 @@ class PlasticSimulator:
             plastic = rules.decay_rates(plastic, p.lr_decay)
         return plastic
 
-    def _time_loop(self, inputs, keys, steps: int, event_mode: bool, record: bool):
+    def _time_loop(self, inputs, keys, weights, trace, calcium, steps: int, event_mode: bool, record: bool):
+        """weights [1, N_res, D], trace and calcium [1, N]: the start, shared by all rows."""
         rows = int(inputs.shape[0])
         groups, batch = (1, rows) if self.phase == "sample" else (rows, 1)
         p = self._neuron
         plastic = rules.PlasticState(
-            weights=tf.tile(self._weights0, [batch, 1, 1]), trace=tf.zeros([batch, self.n_neurons]),
-            calcium=tf.zeros([batch, self.n_neurons]), **self._fresh_rates(batch))
+            weights=tf.tile(weights, [batch, 1, 1]), trace=tf.tile(trace, [batch, 1]),
+            calcium=tf.tile(calcium, [batch, 1]), **self._fresh_rates(batch))
         counts_all = tf.TensorArray(tf.float32, size=groups)
         raster = tf.TensorArray(tf.bool, size=groups * steps)
         astro_trace = tf.TensorArray(tf.float32, size=groups * steps)
@@ -412,17 +439,23 @@ class PlasticSimulator:
         return (tf.reshape(counts_all.stack(), [rows, self.n_res]),
                 by_row(raster.stack(), [self.n_neurons]),
                 by_row(astro_trace.stack(), []),
-                plastic.weights, plastic.calcium)
+                plastic.weights, plastic.trace, plastic.calcium)
 
-    def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None, record: bool = True):
-        """Simulate; returns counts int32 [rows, N_res], spikes bool [rows, T, N] (all False unless
-        `record`), astro float32 [rows, T] (A after each step), final weights float32 [B or 1, n_syn]
-        and final calcium float32 [B or 1, N].  Inputs and keys as for `LiquidSimulator.run`."""
+    def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None, record: bool = True,
+            start: Optional[StreamCarry] = None) -> PlasticRun:
+        """Simulate the rows of `inputs` (as for `LiquidSimulator.run`).  They start from `start`
+        (init phase: the stream so far), else from the default weights with zero trace and calcium."""
         inputs, steps, event_mode = _check_inputs(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)
-        out = self._loop(tf.constant(inputs), tf.constant(keys), int(steps), event_mode, bool(record))
-        counts, raster, astro, weights, calcium = (x.numpy() for x in out)
-        return counts.astype(np.int32), raster, astro, self.table.to_list(weights), calcium
+        if start is None:
+            zeros = np.zeros((1, self.n_neurons), np.float32)
+            start = StreamCarry(self.weights[np.newaxis], zeros, zeros)
+        out = self._loop(tf.constant(inputs), tf.constant(keys),
+                         tf.constant(self.table.to_table(np.asarray(start.weights, np.float32))),
+                         tf.constant(start.trace, tf.float32), tf.constant(start.calcium, tf.float32),
+                         int(steps), event_mode, bool(record))
+        counts, raster, astro, weights, trace, calcium = (x.numpy() for x in out)
+        return PlasticRun(counts.astype(np.int32), raster, astro, self.table.to_list(weights), trace, calcium)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -494,7 +527,7 @@ def simulate(net: Network, inputs, rule: str = "static", phase: str = "sample",
         counts, raster = simulator.run(inputs, keys, steps=steps, record_rows=np.arange(inputs.shape[0]))
         return SimResult(spikes=raster, counts=counts,
                          synapse_weights=synapse_weights(net, weight_scale)[None, :], **result)
-    counts, raster, astro, final_weights, calcium = simulator.run(inputs, keys, steps=steps)
-    return SimResult(spikes=raster, counts=counts, synapse_weights=final_weights,
-                     astro=astro if rule == "nalsm" else None,
-                     calcium=calcium if rule == "apstdp" else None, **result)
+    run = simulator.run(inputs, keys, steps=steps)
+    return SimResult(spikes=run.spikes, counts=run.counts, synapse_weights=run.weights,
+                     astro=run.astro if rule == "nalsm" else None,
+                     calcium=run.calcium if rule == "apstdp" else None, **result)
