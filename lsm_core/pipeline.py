@@ -16,7 +16,7 @@ import numpy as np
 from lsm_core import plots
 from lsm_core.config import PAPER, RunConfig
 from lsm_core.errors import UserError
-from lsm_core.network import Network, ensure_network, format_dims
+from lsm_core.network import EXC, INH, INPUT, Network, ensure_network, format_dims
 from lsm_core.progress import progress_bar
 from lsm_core.randomness import sample_keys
 from lsm_core.runfolder import RunFolder, RunLog, raster_rows, run_identity
@@ -28,18 +28,18 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) one benchmark; returns the summary dict (also in summary.json)."""
     started = time.perf_counter()
     model = config.model_spec
-    if model.has_init_phase or model.sample_rule != "static":
-        raise UserError(f"model {model.name} needs the plasticity rules ({model.init_rule or model.sample_rule}), "
-                        f"which are not part of this version of the toolkit; only the fixed-weight LSM runs.")
     splits = _load_splits(config)                   # missing data stops the run before anything is written
     net, folder, log, devices = _open_run(config, log)
     timings = folder.read_json("timings.json", default={}) or {}
-    weights = _sample_weights(config, net)
-    folder.save_npz("W_INI.npz", post=net.synapses().post, pre=net.synapses().pre, weights=weights,
-                    n_neurons=np.int64(net.n_neurons))
-    counts = _spike_count_phase(config, folder, net, weights, splits, timings, log, _compute_devices(config))
+    start_weights = _start_weights(config, net)
+    if model.has_init_phase:
+        w_ini = _init_phase(config, folder, net, start_weights, splits["init_pool"], timings, log)
+    else:
+        w_ini = start_weights
+        _save_weights(folder, "W_INI.npz", net, w_ini)
+    counts = _spike_count_phase(config, folder, net, w_ini, splits, timings, log, _compute_devices(config))
     summary = _readout_phase(config, folder, counts, timings, log)
-    _plots(config, folder, net, log)
+    _plots(config, folder, net, start_weights, w_ini, log)
     summary.update(model=model.name, dataset=config.dataset, version=config.version,
                    net_num=config.net_num, liquid=format_dims(net.dims), n_res=net.n_res,
                    scalars=config.scalars, devices=devices, timings_s=timings,
@@ -85,13 +85,23 @@ def _open_run(config: RunConfig, log):
 # ----------------------------------------------------------------------------------------------
 
 def _load_splits(config: RunConfig) -> dict:
-    """{split: (inputs, labels)} for the run's dataset; missing data stops here, before simulating."""
+    """{split: (inputs, labels)} for the run's dataset, plus "init_pool" (the whole training pool the
+    init phase draws from) for models with an init phase; missing data stops here, before simulating."""
     if config.dataset_spec.mode != "image":
         raise UserError(f"dataset {config.dataset} (event camera) is not part of this version of the toolkit.")
-    from lsm_core.datasets import load_image_dataset, split_image_dataset
+    from lsm_core.datasets import TRAIN_POOL, load_image_dataset, split_image_dataset
 
     data = load_image_dataset(config.dataset, data_dir=config.data_dir)
-    return split_image_dataset(data, config.train_samples, config.valid_samples, config.test_samples)
+    if not config.model_spec.has_init_phase:
+        return split_image_dataset(data, config.train_samples, config.valid_samples, config.test_samples)
+    if config.init_samples > TRAIN_POOL:
+        raise UserError(f"--init-samples {config.init_samples} is more than the {TRAIN_POOL} training samples "
+                        f"the init phase draws from; give at most {TRAIN_POOL}.")
+    splits = split_image_dataset(data, TRAIN_POOL, config.valid_samples, config.test_samples)
+    inputs, labels = splits["train"]
+    splits["init_pool"] = splits["train"]
+    splits["train"] = (inputs[: config.train_samples], labels[: config.train_samples])
+    return splits
 
 
 def _network_sha256(config: RunConfig) -> str:
@@ -111,13 +121,72 @@ def _run_info(config: RunConfig, generated: bool) -> dict:
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def _sample_weights(config: RunConfig, net: Network) -> np.ndarray:
-    """Weights of the sample phase, float32 [n_syn]: sign x the model's magnitude (SPEC 3.1)."""
+def _start_weights(config: RunConfig, net: Network) -> np.ndarray:
+    """The liquid's weights before any learning, float32 [n_syn]: sign x the model's magnitude
+    (w_max for NALSM and LSM+STDP, INTIAL_ABS_W_SCLR for LSM and LSM+AP-STDP; SPEC 3.1)."""
     from lsm_core.simulator import synapse_weights
 
     prompt = config.model_spec.weight_scale_prompt
     scale = float(config.scalars[prompt]) if prompt else PAPER.plasticity.w_max
     return synapse_weights(net, scale)
+
+
+def _sim_params(config: RunConfig):
+    """The model's prompted scalars as simulator parameters."""
+    from lsm_core.simulator import SimParams
+
+    scalars = config.scalars
+    return SimParams(astro_w=scalars.get("ASTRO_W_SCALING"),
+                     rate_threshold=scalars.get("STDP_NEURON_RATE_THESHOLD"),
+                     rate_range=scalars.get("STDP_NEURON_RATE_RANGE"))
+
+
+def _save_weights(folder: RunFolder, name: str, net: Network, weights) -> None:
+    syn = net.synapses()
+    folder.save_npz(name, post=syn.post, pre=syn.pre, weights=np.asarray(weights, np.float32),
+                    n_neurons=np.int64(net.n_neurons))
+
+
+# ----------------------------------------------------------------------------------------------
+# Phase: init (NALSM, LSM+STDP, LSM+AP-STDP)
+# ----------------------------------------------------------------------------------------------
+
+INIT_CHUNK = 250          # snapshots per compiled call and per checkpoint (5000 ms of the stream)
+
+
+def _init_phase(config, folder: RunFolder, net, start_weights, pool, timings, log) -> np.ndarray:
+    """One stream of `init_samples` shuffled training samples, 20 ms each, batch 1 (SPEC 3.7 step 1);
+    checkpointed every chunk so that an interrupted init resumes.  Returns W_INI [n_syn]."""
+    if folder.file("W_INI.npz").exists():
+        return folder.load_npz("W_INI.npz")["weights"]
+    from lsm_core.simulator import PlasticSimulator, StreamCarry
+
+    inputs, _ = pool
+    order = np.random.default_rng([config.seed, 4]).permutation(len(inputs))[: config.init_samples]
+    duration = PAPER.protocol.init_duration_ms
+    zeros = np.zeros((1, net.n_neurons), np.float32)
+    carry, done = StreamCarry(start_weights[np.newaxis], zeros, zeros), 0
+    if folder.file("init_state.npz").exists():
+        saved = folder.load_npz("init_state.npz")
+        carry, done = StreamCarry(saved["weights"], saved["trace"], saved["calcium"]), int(saved["done"])
+    rule = config.model_spec.init_rule
+    log(f"init phase: {rule} over {config.init_samples} shuffled training samples x {duration} ms, batch 1"
+        + (f" (resuming after {done})" if done else ""))
+    simulator = PlasticSimulator(net, start_weights, rule, "init", _sim_params(config))
+    with progress_bar(config.init_samples, "init phase", "sample", initial=done) as bar:
+        while done < config.init_samples:
+            start_time = time.perf_counter()
+            stream = np.arange(done, min(done + INIT_CHUNK, config.init_samples))
+            run = simulator.run(inputs[order[stream]], sample_keys(config.seed, "init", stream), steps=duration,
+                                record=False, start=carry)
+            carry, done = StreamCarry(run.weights, run.trace, run.calcium), int(stream[-1]) + 1
+            folder.save_npz("init_state.npz", weights=carry.weights, trace=carry.trace, calcium=carry.calcium,
+                            done=np.int64(done))
+            _add_time(folder, timings, "init", time.perf_counter() - start_time)
+            bar.set_postfix(rate_hz=f"{run.counts.mean() * 1000.0 / duration:.1f}", refresh=False)
+            bar.update(len(stream))
+    _save_weights(folder, "W_INI.npz", net, carry.weights[0])
+    return carry.weights[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,30 +214,27 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
             for s in SPLIT_ORDER if not folder.counts_file(s).exists()}
     remaining = sum(len(blocks) for blocks in todo.values()) * block_size
     if remaining:
-        from lsm_core.simulator import LiquidSimulator
-
         done = sum(config.split_sizes.values()) - remaining
         log(f"spike counts: {remaining} samples to simulate" + (f" ({done} already done)" if done else ""))
-        simulator = LiquidSimulator(net, weights, devices=devices)
-        if devices:
-            log(f"each batch is split over {len(devices)} devices: {', '.join(devices)}")
+        simulate_batch = _batch_simulator(config, net, weights, devices, log)
         rows = raster_rows(batch)
         with progress_bar(remaining, "spike counts", "sample") as bar:
             for split, blocks in todo.items():
                 inputs, labels = splits[split]
                 for block in blocks:
                     start_time = time.perf_counter()
-                    block_counts, rasters, raster_index = [], [], []
+                    block_counts, rasters, raster_index, astro = [], [], [], []
                     for b in range(per_block):
                         start = block * block_size + b * batch
                         index = np.arange(start, start + batch)
                         record = rows if _raster_batch(start, batch) else ()
-                        counts, raster = simulator.run(inputs[index], sample_keys(config.seed, split, index),
-                                                       steps=config.duration_ms, record_rows=record)
+                        counts, raster, astro_rows = simulate_batch(
+                            inputs[index], sample_keys(config.seed, split, index), np.asarray(record, np.int64))
                         block_counts.append(counts)
                         if len(record):
                             rasters.append(raster)
                             raster_index.append(index[record])
+                            astro.append(astro_rows)
                         rate = counts.mean() * 1000.0 / config.duration_ms
                         bar.set_postfix(split=split, rate_hz=f"{rate:.1f}", refresh=False)
                         bar.update(batch)
@@ -176,9 +242,39 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
                     folder.save_block(split, block, counts=np.concatenate(block_counts).astype(np.int32),
                                       labels=labels[index], index=index,
                                       raster_spikes=_stack(rasters, (0, config.duration_ms, net.n_neurons), bool),
-                                      raster_index=_stack(raster_index, (0,), np.int64))
+                                      raster_index=_stack(raster_index, (0,), np.int64),
+                                      raster_astro=_stack(astro, (0, config.duration_ms), np.float32))
                     _add_time(folder, timings, f"spike_counts_{split}", time.perf_counter() - start_time)
     return {split: _assemble(config, folder, split, block_size) for split in SPLIT_ORDER}
+
+
+def _batch_simulator(config, net, weights, devices, log):
+    """A function (inputs, keys, raster rows) -> (counts, rasters, astrocyte traces) for one batch of
+    the spike-count phase: fixed weights for LSM and LSM+AP-STDP, learning within every sample (from
+    W_INI at every batch) for NALSM and LSM+STDP."""
+    from lsm_core.simulator import LiquidSimulator, PlasticSimulator
+
+    rule, steps = config.model_spec.sample_rule, config.duration_ms
+    if rule == "static":
+        simulator = LiquidSimulator(net, weights, devices=devices)
+        if devices:
+            log(f"each batch is split over {len(devices)} devices: {', '.join(devices)}")
+
+        def run_static(inputs, keys, rows):
+            counts, raster = simulator.run(inputs, keys, steps=steps, record_rows=rows)
+            return counts, raster, np.zeros((len(rows), steps), np.float32)
+        return run_static
+    if devices:
+        log("note: the plastic sample phase runs on one device (the first one)")
+    if config.reference_batch_quirk:
+        log("--reference-batch-quirk: only the first sample of each batch learns, as in the paper's tools")
+    simulator = PlasticSimulator(net, weights, rule, "sample", _sim_params(config),
+                                 reference_batch_quirk=config.reference_batch_quirk)
+
+    def run_plastic(inputs, keys, rows):
+        run = simulator.run(inputs, keys, steps=steps, record=len(rows) > 0)
+        return run.counts, run.spikes[rows], run.astro[rows]
+    return run_plastic
 
 
 def _stack(parts, empty_shape, dtype) -> np.ndarray:
@@ -196,6 +292,7 @@ def _assemble(config, folder: RunFolder, split: str, block_size: int) -> dict:
     rasters = folder.load_npz("rasters.npz") if folder.file("rasters.npz").exists() else {}
     rasters[f"{split}_spikes"] = np.concatenate([b["raster_spikes"] for b in blocks])
     rasters[f"{split}_index"] = np.concatenate([b["raster_index"] for b in blocks])
+    rasters[f"{split}_astro"] = np.concatenate([b["raster_astro"] for b in blocks])
     rasters[f"{split}_labels"] = data["labels"][rasters[f"{split}_index"]]
     folder.save_npz("rasters.npz", **rasters)
     folder.save_npz(folder.counts_file(split).name, **data)
@@ -265,14 +362,26 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) 
 # Plots
 # ----------------------------------------------------------------------------------------------
 
-def _plots(config, folder: RunFolder, net, log) -> None:
+def _plots(config, folder: RunFolder, net, start_weights, w_ini, log) -> None:
     from lsm_core.readout import read_history_csv
 
     title = f"{config.model} on {config.dataset}, VERSION {config.version}"
-    plots.plot_accuracy(read_history_csv(folder.file("history.csv")), folder.file("accuracy.png"), title=title)
+    written = [plots.plot_accuracy(read_history_csv(folder.file("history.csv")), folder.file("accuracy.png"),
+                                   title=title)]
     rasters = folder.load_npz("rasters.npz")
     if len(rasters.get("valid_spikes", ())):
         label = int(rasters["valid_labels"][0])
-        plots.plot_raster(rasters["valid_spikes"][0], folder.file("raster.png"), net.n_exc, net.n_inh,
-                          title=f"{title}: validation sample {int(rasters['valid_index'][0])} (digit {label})")
-    log(f"plots: {folder.file('accuracy.png').name}, {folder.file('raster.png').name}")
+        written.append(plots.plot_raster(
+            rasters["valid_spikes"][0], folder.file("raster.png"), net.n_exc, net.n_inh,
+            title=f"{title}: validation sample {int(rasters['valid_index'][0])} (digit {label})"))
+        if config.model_spec.sample_rule == "nalsm":
+            written.append(plots.plot_trace(rasters["valid_astro"], folder.file("astrocyte.png"),
+                                            ylabel="astrocyte A (depression rate)",
+                                            title=f"{title}: astrocyte during validation samples"))
+    if config.model_spec.has_init_phase:
+        classes = net.synapses().pre_class
+        names = {EXC: "E→res", INH: "I→res", INPUT: "input→res"}
+        by_class = [{name: weights[classes == c] for c, name in names.items()} for weights in (start_weights, w_ini)]
+        written.append(plots.plot_weight_histograms(*by_class, folder.file("weights.png"),
+                                                    title=f"{title}: weights before and after the init phase"))
+    log("plots: " + ", ".join(path.name for path in written))

@@ -241,3 +241,73 @@ def test_script_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
         a, b = np.load(blocks.parent / name), np.load(tmp_path / "clean" / "td" / "ver_1" / name)
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key])
+
+
+# ----------------------------------------------------------------------------------------------
+# Plastic models: init phase, learning sample phase
+# ----------------------------------------------------------------------------------------------
+
+def plastic_config(tmp_path, model, scalars, **changes):
+    return tiny_config(tmp_path, model=model, scalars=scalars, init_samples=30, readout_epochs=5,
+                       duration_ms=30, **changes)
+
+
+@pytest.mark.parametrize("model, scalars", [
+    ("NALSM", {"ASTRO_W_SCALING": 0.015}),
+    ("LSM_STDP", {}),
+    ("LSM_APSTDP", {"STDP_NEURON_RATE_THESHOLD": 0.5, "STDP_NEURON_RATE_RANGE": 2.0, "INTIAL_ABS_W_SCLR": 2.0}),
+])
+def test_plastic_models_run_the_init_phase_and_write_their_files(tmp_path, model, scalars):
+    config = plastic_config(tmp_path, model, scalars)
+    summary = pipeline.run(config, log=quiet)
+    folder = RunFolder(config).path
+    w_ini = np.load(folder / "W_INI.npz")["weights"]
+    scale = 2.0 if model == "LSM_APSTDP" else 3.0
+    assert np.abs(w_ini).max() <= 3.0 and np.any(np.abs(w_ini) != scale)      # the init phase learned
+    assert (folder / "weights.png").exists() and summary["complete"]
+    assert (folder / "astrocyte.png").exists() == (model == "NALSM")
+    astro = np.load(folder / "rasters.npz")["valid_astro"]
+    assert astro.shape == (10, 30)
+    if model == "NALSM":
+        assert astro[0, 0] != 0.0 and astro[0, -1] < 0.15                 # A decays in the sample phase
+
+
+def test_interrupted_init_phase_resumes_to_the_same_w_ini(tmp_path, monkeypatch):
+    scalars = {"ASTRO_W_SCALING": 0.015}
+    reference = plastic_config(tmp_path / "a", "NALSM", scalars)
+    pipeline.run(reference, log=quiet)
+    monkeypatch.setattr(pipeline, "INIT_CHUNK", 8)
+    config = plastic_config(tmp_path / "b", "NALSM", scalars)
+    original_save = RunFolder.save_npz
+    saved = []
+
+    def save_then_die(self, name, **arrays):
+        original_save(self, name, **arrays)
+        if name == "init_state.npz":
+            saved.append(int(arrays["done"]))
+            if len(saved) == 2:
+                raise Interrupt
+
+    monkeypatch.setattr(RunFolder, "save_npz", save_then_die)
+    with pytest.raises(Interrupt):
+        pipeline.run(config, log=quiet)
+    monkeypatch.setattr(RunFolder, "save_npz", original_save)
+    assert saved == [8, 16]
+    pipeline.run(config, log=quiet)
+    np.testing.assert_allclose(np.load(RunFolder(config).path / "W_INI.npz")["weights"],
+                               np.load(RunFolder(reference).path / "W_INI.npz")["weights"], atol=1e-6)
+    for split in ("valid", "train"):
+        np.testing.assert_array_equal(np.load(RunFolder(config).path / f"counts_{split}.npz")["counts"],
+                                      np.load(RunFolder(reference).path / f"counts_{split}.npz")["counts"])
+
+
+def test_reference_batch_quirk_makes_only_the_first_row_learn(tmp_path):
+    from lsm_core.simulator import PlasticSimulator, synapse_weights
+    from lsm_core import Network
+
+    net = Network.generate(dims=(3, 3, 3), n_input=20, seed=4)
+    inputs = (np.random.default_rng(1).random((3, 40, 20)) < 0.3).astype(np.uint8)
+    quirk = PlasticSimulator(net, synapse_weights(net, 3.0), "stdp", "sample", reference_batch_quirk=True)
+    run = quirk.run(inputs, np.zeros(3, np.uint32))
+    assert np.any(run.weights[0] != synapse_weights(net, 3.0))
+    np.testing.assert_array_equal(run.weights[1:], np.broadcast_to(synapse_weights(net, 3.0), run.weights[1:].shape))
