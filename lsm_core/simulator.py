@@ -1,10 +1,11 @@
 """The compiled leaky integrate-and-fire liquid (SPEC 3.2-3.3).
 
 Maths first: `spike_and_reset`, `synaptic_kernel` and `integrate` are small pure functions of an
-explicit `LiquidState`, one step in, one step out, in exactly the step order of SPEC 3.2.  Then the
-plumbing: `LiquidSimulator` composes them into one per-batch time loop that TensorFlow compiles
-(XLA) into a single graph, so nothing happens in Python per millisecond.  `simulate` is the small
-public entry point of SPEC 2.2.
+explicit `LiquidState`, one step in, one step out, in exactly the step order of SPEC 3.2; the
+plasticity rules live in `plasticity.py`.  Then the plumbing: `LiquidSimulator` (fixed weights,
+shared by the batch: one dense matrix product per step) and `PlasticSimulator` (weights that learn,
+one copy per row) compose them into time loops that TensorFlow compiles (XLA) into single graphs, so
+nothing happens in Python per millisecond.  `simulate` is the small public entry point of SPEC 2.2.
 
 Shapes: B = batch rows, N = all neurons (reservoir then input), N_res = reservoir neurons,
 n_in = input neurons, T = steps (1 step = 1 ms).  Neuron order: excitatory, inhibitory, input.

@@ -1,6 +1,5 @@
 """The prompt dialogue (SPEC 2.1): validators, piped input, terminal re-asking, per-model prompts."""
 import io
-import sys
 
 import pytest
 
