@@ -26,7 +26,7 @@ import numpy as np
 
 from lsm_core.config import DATASETS, PAPER
 from lsm_core.errors import UserError
-from lsm_core.storage import atomic_save_npz, atomic_write_text, load_npz
+from lsm_core.storage import as_json, atomic_save_npz, atomic_write_text, load_npz
 
 GENERATOR = "lsm_core.network v1"
 
@@ -133,7 +133,7 @@ class Network:
             set_(self, name, _readonly(np.asarray(getattr(self, name), dtype=np.float32)))
         set_(self, "coords", _readonly(np.asarray(self.coords, dtype=np.int32)))
         # normalise meta to what a JSON round trip gives, so that save/load is exact
-        set_(self, "meta", json.loads(json.dumps(dict(self.meta), default=_json_default)))
+        set_(self, "meta", as_json(dict(self.meta)))
         if self.W.shape != (n, n) or self.mask.shape != (n, n):
             raise ValueError(f"W {self.W.shape} and mask {self.mask.shape} must both be [N, N] with "
                              f"N = n_exc + n_inh + n_input = {n}")
@@ -382,16 +382,6 @@ class Network:
 # ----------------------------------------------------------------------------------------------
 # Validation helpers
 # ----------------------------------------------------------------------------------------------
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (tuple, Path)):
-        return list(value) if isinstance(value, tuple) else str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
 
 def _net_num_of(path: Path) -> Optional[str]:
     match = re.fullmatch(r"Network_(\d+)\.npz", path.name)

@@ -17,7 +17,7 @@ import numpy as np
 
 from lsm_core.config import PAPER, RunConfig
 from lsm_core.errors import UserError
-from lsm_core.storage import atomic_save_npz, atomic_write_json, atomic_write_text, load_npz
+from lsm_core.storage import as_json, atomic_save_npz, atomic_write_json, atomic_write_text, load_npz
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FORMAT = 1
@@ -40,7 +40,7 @@ def run_identity(config: RunConfig, liquid_dims, network_sha256: str) -> dict:
     identity["network_sha256"] = network_sha256
     identity["constants"] = PAPER.as_dict()
     identity["params_format"] = PARAMS_FORMAT
-    return json.loads(json.dumps(identity, default=list))   # tuples -> lists, as read back
+    return as_json(identity)                        # compared with what params.json reads back
 
 
 class RunFolder:
@@ -129,9 +129,7 @@ class RunFolder:
     def read_json(self, name: str, default=None):
         try:
             return json.loads(self.file(name).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return default
-        except (OSError, ValueError):
+        except (OSError, ValueError):             # missing or unreadable
             return default
 
     def write_text(self, name: str, text: str) -> Path:

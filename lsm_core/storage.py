@@ -71,6 +71,11 @@ def load_npz(path) -> dict:
         return {name: data[name] for name in data.files}
 
 
+def as_json(obj):
+    """`obj` exactly as it reads back from JSON (NumPy values -> Python, tuples -> lists, paths -> str)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
@@ -78,6 +83,4 @@ def _json_default(value):
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, tuple):
-        return list(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
