@@ -241,7 +241,6 @@ class LiquidSimulator:
         syn = net.synapses()
         if weights.shape != (len(syn.post),):
             raise ValueError(f"weights must have shape [n_syn] = [{len(syn.post)}], got {weights.shape}")
-        self.net = net
         self.params = params
         self.n_neurons = net.n_neurons
         self.n_res = net.n_res
