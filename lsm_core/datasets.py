@@ -1,9 +1,12 @@
-"""Image datasets (MNIST now; Fashion-MNIST and N-MNIST slot into the same tables later).
+"""Datasets (SPEC 4): loading, checking, fetching, and the splits a run reads batch by batch.
 
-Files live in `datasets/` (SPEC 4) in Keras's npz layout: `x_train` uint8 [60000, 28, 28], `y_train`
-[60000], `x_test` uint8 [10000, 28, 28], `y_test` [10000].  This module loads and checks them, turns
-images into per-millisecond spike probabilities (SPEC 3.3), cuts the standard split, and provides the
-`python -m lsm_core datasets ...` sub-commands (fetch, build-mnist, verify).
+Image datasets (MNIST, Fashion-MNIST) live in `datasets/` (SPEC 4) in Keras's npz layout: `x_train`
+uint8 [60000, 28, 28], `y_train` [60000], `x_test` uint8 [10000, 28, 28], `y_test` [10000].  This
+module loads and checks them, turns images into per-millisecond spike probabilities (SPEC 3.3), cuts
+the standard split, builds Fashion-MNIST from its IDX files, fetches N-MNIST through tonic (the
+recordings themselves are read by `lsm_core.events`), hands a run its splits (`load_run_data`,
+fetching a missing dataset where that can work), and provides the `python -m lsm_core datasets ...`
+sub-commands (fetch, build-mnist, verify).
 """
 from __future__ import annotations
 
@@ -14,17 +17,17 @@ import io
 import pickle
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
-from lsm_core.config import DATASETS, N_CLASSES, PAPER
+from lsm_core import events as ev
+from lsm_core.config import DATA_DIR_DEFAULT, DATASETS, N_CLASSES, PAPER
 from lsm_core.errors import UserError
+from lsm_core.idx import load_idx_bytes, read_idx
 from lsm_core.storage import atomic_save_npz, atomic_write_bytes, load_npz
-
-DATA_DIR_DEFAULT = Path(__file__).resolve().parent.parent / "datasets"
 
 IMAGE_SHAPE = (28, 28)
 N_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
@@ -35,6 +38,13 @@ VALID_POOL = N_TRAIN_FILE - TRAIN_POOL         # 10000
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 MNIST_KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+# Fashion-MNIST: the four IDX files (Zalando Research), by array; read as NAME.gz or NAME
+FMNIST_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+                "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+FMNIST_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",          # Zalando's download
+               "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/")
+DEBIAN_FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")   # Debian's dataset-fashion-mnist package
+FMNIST_PER_CLASS = {"y_train": 6000, "y_test": 1000}
 MNIST_KERAS_FILE_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 DOWNLOAD_TIMEOUT_S = 30.0
 
@@ -46,6 +56,14 @@ CONTENT_SHA256 = {
         "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
         "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
         "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+    },
+    # from the decompressed IDX files of Debian's dataset-fashion-mnist 0.0~git20200523.55506a9-1, whose
+    # decompressed files have the MD5s Zalando publishes for the uncompressed originals
+    "fmnist": {
+        "x_train": "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
+        "y_train": "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
+        "x_test": "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
+        "y_test": "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
     },
 }
 
@@ -63,7 +81,7 @@ class ImageData:
     x_test: np.ndarray    # uint8 [10000, 28, 28]
     y_test: np.ndarray    # int64 [10000]
     name: str = "mnist"
-    path: Optional[Path] = None
+    path: Path | None = None
 
 
 def dataset_path(name: str, data_dir=None) -> Path:
@@ -140,10 +158,10 @@ def _check_arrays(arrays: dict, label: str, hint: str) -> dict:
         if key.startswith("x") and value.dtype != np.uint8:
             raise UserError(f"The {label} has {key} of dtype {value.dtype}, expected uint8 pixels "
                             f"0..255. {hint}")
-        if key.startswith("y"):
-            if not np.issubdtype(value.dtype, np.integer) or value.min() < 0 or value.max() >= N_CLASSES:
-                raise UserError(f"The {label} has {key} that are not integer class labels "
-                                f"0..{N_CLASSES - 1}. {hint}")
+        if key.startswith("y") and (not np.issubdtype(value.dtype, np.integer)
+                                    or value.min() < 0 or value.max() >= N_CLASSES):
+            raise UserError(f"The {label} has {key} that are not integer class labels "
+                            f"0..{N_CLASSES - 1}. {hint}")
     return {key: arrays[key] for key in ARRAY_KEYS}
 
 
@@ -206,19 +224,40 @@ def image_probabilities(images) -> np.ndarray:
     return _scaled(flat, sums, factor)
 
 
-def split_image_dataset(data: ImageData, train_samples: int, valid_samples: int,
-                        test_samples: int) -> dict:
-    """The standard split as {"train"|"valid"|"test": (probabilities float32 [n, 784], labels int64 [n])}.
+@dataclass(frozen=True, eq=False)
+class ImageSplit:
+    """One split of an image dataset, encoded batch by batch (SPEC 3.3): pixels uint8 [n, 784], their
+    sums float64 [n] (0 -> 1), the split's normalisation factor, labels int64 [n].  `inputs(rows)` gives
+    exactly the rows of `image_probabilities` over the whole normalisation group."""
 
-    train = x_train[0:train_samples], valid = x_train[50000:50000+valid_samples],
-    test = x_test[0:test_samples].  Training and validation share one normalisation factor computed
-    over all 60000 training-file images (the paper's tools normalise the full split), the test split
-    has its own over all 10000 test images; so a sample's probabilities do not depend on the sizes.
+    pixels: np.ndarray
+    sums: np.ndarray
+    factor: float
+    labels: np.ndarray
+    simulated: bool = False           # images are never simulated (same interface as EventSplit)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int) -> ImageSplit:
+        """The first `n` images."""
+        return ImageSplit(self.pixels[:n], self.sums[:n], self.factor, self.labels[:n])
+
+    def inputs(self, rows, duration_ms: int | None = None, start_ms=0) -> np.ndarray:
+        """Spike probabilities per ms, float32 [len(rows), 784], of the images at positions `rows`.
+        (`duration_ms` and `start_ms` concern event recordings; an image is the same every ms.)"""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        return _scaled(self.pixels[rows], self.sums[rows], self.factor)
+
+
+def image_splits(data: ImageData) -> dict:
+    """The whole standard split {"train": 50000, "valid": 10000, "test": 10000 images} as ImageSplits.
+
+    train = x_train[0:50000], valid = x_train[50000:60000], test = x_test.  Training and validation
+    share one normalisation factor computed over all 60000 training-file images (the paper's tools
+    normalise the full split), the test split has its own over all 10000 test images; so a sample's
+    probabilities do not depend on how many samples a run uses.
     """
-    train_samples = _check_size("train_samples", train_samples, TRAIN_POOL)
-    valid_samples = _check_size("valid_samples", valid_samples, VALID_POOL)
-    test_samples = _check_size("test_samples", test_samples, N_TEST_FILE)
-
     flat_train = _flatten(data.x_train)
     flat_test = _flatten(data.x_test)
     if flat_train.shape[0] < N_TRAIN_FILE or flat_test.shape[0] < N_TEST_FILE:
@@ -229,14 +268,25 @@ def split_image_dataset(data: ImageData, train_samples: int, valid_samples: int,
     sums_te, factor_te = _row_sums_and_factor(flat_test[:N_TEST_FILE])
 
     def part(flat, sums, factor, labels, rows):
-        return _scaled(flat[rows], sums[rows], factor), np.asarray(labels[rows], dtype=np.int64)
+        return ImageSplit(flat[rows], sums[rows], factor, np.asarray(labels[rows], dtype=np.int64))
 
-    return {
-        "train": part(flat_train, sums_tv, factor_tv, data.y_train, slice(0, train_samples)),
-        "valid": part(flat_train, sums_tv, factor_tv, data.y_train,
-                      slice(TRAIN_POOL, TRAIN_POOL + valid_samples)),
-        "test": part(flat_test, sums_te, factor_te, data.y_test, slice(0, test_samples)),
-    }
+    return {"train": part(flat_train, sums_tv, factor_tv, data.y_train, slice(0, TRAIN_POOL)),
+            "valid": part(flat_train, sums_tv, factor_tv, data.y_train, slice(TRAIN_POOL, N_TRAIN_FILE)),
+            "test": part(flat_test, sums_te, factor_te, data.y_test, slice(0, N_TEST_FILE))}
+
+
+def split_image_dataset(data: ImageData, train_samples: int, valid_samples: int,
+                        test_samples: int) -> dict:
+    """The standard split as {"train"|"valid"|"test": (probabilities float32 [n, 784], labels int64 [n])}.
+
+    train = x_train[0:train_samples], valid = x_train[50000:50000+valid_samples],
+    test = x_test[0:test_samples], normalised as in `image_splits`.
+    """
+    sizes = {"train": _check_size("train_samples", train_samples, TRAIN_POOL),
+             "valid": _check_size("valid_samples", valid_samples, VALID_POOL),
+             "test": _check_size("test_samples", test_samples, N_TEST_FILE)}
+    return {name: (split.inputs(np.arange(sizes[name])), split.labels[:sizes[name]])
+            for name, split in image_splits(data).items()}
 
 
 def _check_size(name: str, value, maximum: int) -> int:
@@ -256,9 +306,9 @@ def _check_size(name: str, value, maximum: int) -> int:
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickler that only rebuilds NumPy arrays (a pickle can otherwise run arbitrary code)."""
 
-    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-                ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+    _ALLOWED = frozenset({("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                          ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                          ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")})
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
@@ -377,18 +427,160 @@ def _fetch_mnist(data_dir, source_dir, log: Callable[[str], None]) -> Path:
     return path
 
 
-def _not_yet(title: str, work: str):
-    def fetch(data_dir, source_dir, log):
-        raise UserError(f"Fetching {title} is not implemented yet in this version of the toolkit; it "
-                        f"arrives with the {work} work. MNIST is available now "
-                        f"(datasets/mnist.npz ships with the repository).")
-    return fetch
+def _fmnist_arrays(arrays: dict, origin: str) -> dict:
+    """Check Fashion-MNIST arrays read from IDX files: layout, 6000/1000 images per class, checksums."""
+    label = f"Fashion-MNIST from {origin}"
+    hint = ("Use the four standard Fashion-MNIST IDX files (Debian: `apt-get install dataset-fashion-mnist`, "
+            "or Zalando's download).")
+    checked = _check_arrays(arrays, label, hint)
+    for key, per_class in FMNIST_PER_CLASS.items():
+        counts = np.bincount(checked[key].astype(np.int64), minlength=N_CLASSES)
+        if not np.all(counts == per_class):
+            raise UserError(f"The {label} has {key} class counts {counts.tolist()}, expected {per_class} of each "
+                            f"class. {hint}")
+    _verify_checksums("fmnist", checked, label)
+    return checked
+
+
+def _idx_source_files(folder: Path) -> dict | None:
+    """{array key: path} of the four Fashion-MNIST IDX files in `folder` (NAME.gz or NAME), or None
+    when any is missing."""
+    found = {}
+    for key, name in FMNIST_FILES.items():
+        candidates = [folder / f"{name}.gz", folder / name]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            return None
+        found[key] = path
+    return found
+
+
+def build_fmnist_from_idx(source_dir, out_path=None) -> Path:
+    """Build the Keras-layout `fmnist.npz` at `out_path` (default: datasets/fmnist.npz) from the four
+    Fashion-MNIST IDX files in `source_dir` (gzipped or not); checked (shapes, uint8, 6000/1000 per
+    class, content checksums) before anything is written.  Returns the written path."""
+    source_dir = Path(source_dir)
+    files = _idx_source_files(source_dir)
+    if files is None:
+        missing = [name for name in FMNIST_FILES.values()
+                   if not ((source_dir / f"{name}.gz").is_file() or (source_dir / name).is_file())]
+        raise UserError(f"{source_dir} lacks the Fashion-MNIST IDX files {', '.join(missing)} (each may be "
+                        f"gzipped, NAME.gz). Point --source-dir at the folder holding all four.")
+    arrays = _fmnist_arrays({key: read_idx(path) for key, path in files.items()}, str(source_dir))
+    out_path = Path(out_path) if out_path is not None else dataset_path("fmnist")
+    return atomic_save_npz(out_path, compressed=True, **arrays)
+
+
+def _download_fmnist(log: Callable[[str], None]) -> dict:
+    """The four Fashion-MNIST arrays downloaded from Zalando (the first address that works)."""
+    failures = []
+    for base in FMNIST_URLS:
+        arrays = {}
+        try:
+            for key, name in FMNIST_FILES.items():
+                url = f"{base}{name}.gz"
+                log(f"Downloading {url} ...")
+                arrays[key] = load_idx_bytes(_download(url, DOWNLOAD_TIMEOUT_S), url)
+            return arrays
+        except (urllib.error.URLError, OSError, TimeoutError, UserError) as exc:
+            failures.append(f"{base}: {exc}")
+    raise UserError(
+        f"Fashion-MNIST is not in the data folder and could not be downloaded ({'; '.join(failures)}). "
+        f"Install Debian's package with `apt-get install dataset-fashion-mnist` (it puts the files in "
+        f"{DEBIAN_FMNIST_DIR}, which is used automatically), or put the four IDX files "
+        f"({', '.join(f'{n}.gz' for n in FMNIST_FILES.values())}) in a folder and run "
+        f"`python -m lsm_core datasets fetch fmnist --source-dir DIR`.")
+
+
+def _fetch_fmnist(data_dir, source_dir, log: Callable[[str], None]) -> Path:
+    path = dataset_path("fmnist", data_dir)
+    if path.is_file():
+        if _file_verifies("fmnist", path):
+            log(f"{path} is present and matches the Fashion-MNIST checksums; nothing to do.")
+            return path
+        log(f"{path} is present but damaged or not the standard Fashion-MNIST; replacing it.")
+    if source_dir is not None:
+        build_fmnist_from_idx(source_dir, path)
+        log(f"Built {path} from the IDX files in {source_dir}; checksums match.")
+        return path
+    if _idx_source_files(DEBIAN_FMNIST_DIR) is not None:
+        build_fmnist_from_idx(DEBIAN_FMNIST_DIR, path)
+        log(f"Built {path} from {DEBIAN_FMNIST_DIR} (Debian's dataset-fashion-mnist); checksums match.")
+        return path
+    arrays = _fmnist_arrays(_download_fmnist(log), "Zalando's download")
+    atomic_save_npz(path, compressed=True, **arrays)
+    log(f"Wrote {path} from Zalando's download; checksums match.")
+    return path
+
+
+def _tonic_download(save_to: Path, log: Callable[[str], None]) -> None:
+    """Let tonic download and extract N-MNIST's training and test archives under `save_to`/NMNIST
+    (tests replace this function)."""
+    try:
+        from tonic.datasets import NMNIST
+    except ImportError as exc:
+        raise UserError(f"Fetching N-MNIST needs the package tonic ({exc}); install it with `pip install tonic` "
+                        f"(it is in requirements.txt).") from exc
+    for train in (True, False):
+        NMNIST(save_to=str(save_to), train=train)
+
+
+def _fetch_nmnist(data_dir, source_dir, log: Callable[[str], None]) -> Path:
+    if source_dir is not None:
+        raise UserError("`fetch nmnist` takes no --source-dir: copy recordings you already have into the data "
+                        "folder instead, as nmnist/{train_all,valid_all,test_all}/ (paper layout, with labels.csv) "
+                        "or as the NMNIST/ folder tonic made (nmnist/NMNIST/Train, .../Test), and run "
+                        "`python -m lsm_core datasets verify nmnist`.")
+    data_dir = Path(data_dir) if data_dir is not None else DATA_DIR_DEFAULT
+    layout = ev.find_event_layout(data_dir, simulated=False)
+    # recordings in the paper layout are never replaced; tonic's layout is completed by tonic
+    if layout is not None and (layout.kind == "paper" or _complete(_verify_nmnist(data_dir, False, log=None))):
+        _verify_nmnist(data_dir, False, log)
+        log(f"N-MNIST is present in {layout.root}; nothing to download.")
+        return layout.root
+    save_to = ev.nmnist_folder(data_dir, simulated=False)
+    log(f"Downloading N-MNIST (Orchard et al. 2015; about 1 GB) through tonic into {save_to / ev.TONIC_ROOT} ...")
+    try:
+        _tonic_download(save_to, log)
+    except UserError:
+        raise
+    except Exception as exc:          # tonic raises URLError, OSError, RuntimeError, zipfile errors, ...
+        raise UserError(
+            f"Downloading N-MNIST through tonic failed ({type(exc).__name__}: {exc}); this machine may have no "
+            f"network access. Fetch it where there is network (`python -m lsm_core datasets fetch nmnist`) and "
+            f"copy {save_to} here, or run on simulated recordings: `python -m lsm_core datasets simulate-nmnist`, "
+            f"then add --simulated-nmnist to the script.") from exc
+    _verify_nmnist(data_dir, False, log)
+    return ev.nmnist_folder(data_dir, simulated=False)
+
+
+def _complete(counts: dict) -> bool:
+    return counts == {"train": ev.TRAIN_POOL, "valid": ev.N_TRAIN_RECORDINGS - ev.TRAIN_POOL,
+                      "test": ev.N_TEST_RECORDINGS}
+
+
+def _verify_nmnist(data_dir, simulated: bool, log: Callable[[str], None] | None, sample: int = 100) -> dict:
+    """Check an N-MNIST folder: layout, labels, and `sample` recordings per split decode; returns the
+    split sizes.  With `log`, reports what was found."""
+    splits, notes = ev.load_event_splits(data_dir, simulated)
+    if log is None:
+        return {name: len(split) for name, split in splits.items()}
+    for note in notes:
+        log(note)
+    for name, split in splits.items():
+        stats = ev.check_recordings(split, sample)
+        per_class = np.bincount(split.labels, minlength=N_CLASSES).tolist()
+        log(f"{name}: {len(split)} recordings (numbers {split.numbers[0]}-{split.numbers[-1]}), per class "
+            f"{per_class}; {stats['checked']} decoded: {stats['events_mean']:.0f} events on average "
+            f"({stats['events_min']}-{stats['events_max']}), ON fraction {stats['on_fraction']:.2f}, "
+            f"last event at {stats['t_max_us'] / 1000:.1f} ms")
+    return {name: len(split) for name, split in splits.items()}
 
 
 _FETCHERS = {
     "mnist": _fetch_mnist,
-    "fmnist": _not_yet("Fashion-MNIST", "Fashion-MNIST"),
-    "nmnist": _not_yet("N-MNIST", "N-MNIST"),
+    "fmnist": _fetch_fmnist,
+    "nmnist": _fetch_nmnist,
 }
 
 
@@ -397,11 +589,54 @@ def fetch_dataset(name: str, data_dir=None, source_dir=None,
     """Make sure dataset `name` is present and verified under `data_dir`; returns its path.
 
     MNIST: keeps a file that verifies, otherwise copies/builds it from `source_dir` (a folder with
-    mnist.npz or mnist.pkl.gz) or downloads the Keras file; everything is checked before it is
-    written (atomically).  Progress messages go to `log`.
+    mnist.npz or mnist.pkl.gz) or downloads the Keras file.  Fashion-MNIST: builds fmnist.npz from the
+    four IDX files in `source_dir`, else in Debian's /usr/share/datasets/fashion-mnist, else downloaded
+    from Zalando.  N-MNIST: downloads the recordings through tonic (nmnist/NMNIST/...) unless they are
+    there.  Everything is checked before it is written (atomically); progress messages go to `log`.
     """
     _spec(name)
     return _FETCHERS[name](data_dir, source_dir, log)
+
+
+# ----------------------------------------------------------------------------------------------
+# A run's data
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class RunData:
+    """What a run reads: the whole splits {"train" (the 50000-sample training pool), "valid", "test"}
+    as ImageSplit or EventSplit, notes for the run log, and a description for params.json."""
+
+    splits: dict
+    notes: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+def load_run_data(name: str, data_dir=None, simulated: bool = False,
+                  log: Callable[[str], None] = print) -> RunData:
+    """The splits of dataset `name` for a run, fetching a missing dataset first where that can work
+    (Fashion-MNIST from Debian's folder or a download, N-MNIST through tonic); otherwise UserError
+    naming the command that provides it.  `simulated` selects the simulated N-MNIST (never fetched)."""
+    spec = _spec(name)
+    if simulated and spec.mode != "event":
+        raise UserError(f"Simulated data exists only for N-MNIST, not for {spec.title or name}.")
+    folder = Path(data_dir) if data_dir is not None else DATA_DIR_DEFAULT
+    if spec.mode == "image":
+        if name != "mnist" and not dataset_path(name, data_dir).is_file():
+            log(f"{dataset_path(name, data_dir)} is missing: fetching it (`python -m lsm_core datasets fetch {name}`).")
+            fetch_dataset(name, data_dir, log=log)
+        data = load_image_dataset(name, data_dir)
+        return RunData(image_splits(data), [], {"name": name, "file": str(data.path), "simulated": False})
+    if not simulated and ev.find_event_layout(folder, simulated=False) is None:
+        log(f"No N-MNIST recordings under {folder}: fetching them (`python -m lsm_core datasets fetch nmnist`).")
+        fetch_dataset(name, data_dir, log=log)
+    splits, notes = ev.load_event_splits(folder, simulated)
+    layout = ev.find_event_layout(folder, simulated)
+    info = {"name": name, "folder": str(layout.root), "layout": layout.kind, "simulated": simulated,
+            "recordings": {split: len(part) for split, part in splits.items()}, "notes": notes}
+    if simulated:
+        info["simulated_marker"] = ev.read_simulated_marker(layout.root)
+    return RunData(splits, notes, info)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -411,23 +646,34 @@ def fetch_dataset(name: str, data_dir=None, source_dir=None,
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lsm_core datasets",
                                      description="Fetch, build and verify the datasets.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{fetch,build-mnist,verify}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{fetch,build-mnist,verify,simulate-nmnist}")
     fetch = sub.add_parser("fetch", help="download or build a dataset into the data folder")
     fetch.add_argument("name", choices=sorted(DATASETS))
     fetch.add_argument("--data-dir", default=None, help="data folder (default: datasets/)")
     fetch.add_argument("--source-dir", default=None,
-                       help="local folder to read the data from instead of downloading")
+                       help="local folder to read the data from instead of downloading (mnist: mnist.npz or "
+                            "mnist.pkl.gz; fmnist: the four IDX files)")
     build = sub.add_parser("build-mnist", help="build mnist.npz from the deeplearning.net mnist.pkl.gz")
     build.add_argument("--from", dest="source", required=True, metavar="FILE", help="mnist.pkl.gz")
     build.add_argument("--out", default=None, help="output npz (default: datasets/mnist.npz)")
-    verify = sub.add_parser("verify", help="check a dataset's layout and checksums")
+    sub.add_parser("simulate-nmnist", add_help=False,       # dispatched to lsm_core.nmnist_sim before parsing
+                   help="write a simulated N-MNIST from the MNIST digits (options: simulate-nmnist --help)")
+    verify = sub.add_parser("verify", help="check a dataset's layout and checksums (N-MNIST: layout, labels, "
+                                           "and a sample of recordings decode)")
     verify.add_argument("name", choices=sorted(DATASETS))
     verify.add_argument("--data-dir", default=None, help="data folder (default: datasets/)")
+    verify.add_argument("--simulated", action="store_true",
+                        help="nmnist: check the simulated recordings (nmnist_simulated/) instead")
     return parser
 
 
 def datasets_command(argv: list[str]) -> int:
     """Run `python -m lsm_core datasets` with `argv`; returns the exit status (UserError propagates)."""
+    if argv[:1] == ["simulate-nmnist"]:                 # its own parser (lsm_core.nmnist_sim imports this module)
+        from lsm_core.nmnist_sim import simulate_nmnist_command
+
+        return simulate_nmnist_command(argv[1:])
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:           # --help (0) or a usage error (2)
@@ -437,10 +683,14 @@ def datasets_command(argv: list[str]) -> int:
     elif args.command == "build-mnist":
         path = build_mnist_from_pickle(args.source, args.out)
         print(f"Wrote {path}; the MNIST checksums match.")
+    elif DATASETS[args.name].mode == "event":
+        folder = args.data_dir if args.data_dir is not None else DATA_DIR_DEFAULT
+        _verify_nmnist(folder, args.simulated, print)
+        print("N-MNIST layout, labels and the sampled recordings are fine"
+              + (" (SIMULATED recordings)." if args.simulated else "."))
     else:
-        if DATASETS[args.name].mode != "image":
-            raise UserError(f"Verifying {args.name} is not implemented yet in this version; it "
-                            f"arrives with the N-MNIST work.")
+        if args.simulated:
+            raise UserError(f"--simulated applies to nmnist only, not to {args.name}.")
         data = load_image_dataset(args.name, args.data_dir, verify=True)
         checked = "checksums match" if args.name in CONTENT_SHA256 else "no checksums recorded"
         print(f"{data.path}: x_train {list(data.x_train.shape)}, x_test {list(data.x_test.shape)}, "

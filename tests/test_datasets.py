@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from lsm_core import datasets as ds
+from lsm_core import events as ev
 from lsm_core.errors import UserError
+from lsm_core.idx import encode_idx, write_idx
 from lsm_core.storage import load_npz
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -261,13 +263,203 @@ def test_fetch_keeps_verified_file(monkeypatch):
     assert "nothing to do" in messages[0]
 
 
-@pytest.mark.parametrize("name", ["fmnist", "nmnist"])
-def test_fetch_not_yet_implemented(tmp_path, name):
-    with pytest.raises(UserError, match="not implemented yet"):
-        ds.fetch_dataset(name, data_dir=tmp_path)
-
-
 def test_command_line_usage():
     assert ds.datasets_command(["--help"]) == 0
     assert ds.datasets_command(["bogus"]) == 2
     assert ds.datasets_command([]) == 2
+
+
+def test_image_splits_cover_the_standard_split_batch_by_batch(mnist, full_split):
+    splits = ds.image_splits(mnist)
+    assert [len(splits[k]) for k in ("train", "valid", "test")] == [50000, 10000, 10000]
+    rows = np.array([9999, 3, 0])
+    for key in ("train", "valid", "test"):
+        np.testing.assert_array_equal(splits[key].inputs(rows), full_split[key][0][rows])
+        np.testing.assert_array_equal(splits[key].head(4).labels, full_split[key][1][:4])
+        assert not splits[key].simulated
+
+
+# ---------------------------------------------------------------------------------------------
+# Fashion-MNIST
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fake_fmnist(tmp_path_factory):
+    """A folder with the four Fashion-MNIST IDX files (some gzipped) holding made-up, balanced data;
+    returns (folder, arrays)."""
+    folder = tmp_path_factory.mktemp("fmnist_idx")
+    arrays = {"x_train": np.zeros((60000, 28, 28), np.uint8), "y_train": (np.arange(60000) % 10).astype(np.uint8),
+              "x_test": np.zeros((10000, 28, 28), np.uint8), "y_test": (np.arange(10000) * 7 % 10).astype(np.uint8)}
+    for key in ("x_train", "x_test"):
+        n = len(arrays[key])
+        arrays[key][np.arange(n), np.arange(n) % 28, np.arange(n) // 28 % 28] = np.arange(n) % 251 + 1
+    for key, name in ds.FMNIST_FILES.items():
+        write_idx(folder / (name + (".gz" if key.startswith("y") else "")), arrays[key])
+    return folder, arrays
+
+
+@pytest.fixture
+def fake_checksums(monkeypatch, fake_fmnist):
+    monkeypatch.setitem(ds.CONTENT_SHA256, "fmnist", ds.content_checksums(fake_fmnist[1]))
+
+
+def offline(url, timeout=None):
+    raise urllib.error.URLError("Name or service not known")
+
+
+def test_fmnist_from_a_source_folder(tmp_path, fake_fmnist, fake_checksums, monkeypatch):
+    monkeypatch.setattr(ds, "_download", offline)
+    folder, arrays = fake_fmnist
+    messages = []
+    path = ds.fetch_dataset("fmnist", data_dir=tmp_path, source_dir=folder, log=messages.append)
+    assert path == tmp_path / "fmnist.npz" and "checksums match" in messages[0]
+    data = ds.load_image_dataset("fmnist", data_dir=tmp_path)
+    for key in ds.ARRAY_KEYS:
+        np.testing.assert_array_equal(getattr(data, key), arrays[key])
+    assert load_npz(path)["x_train"].dtype == np.uint8
+    assert ds.datasets_command(["fetch", "fmnist", "--data-dir", str(tmp_path)]) == 0     # kept: nothing to do
+    assert ds.datasets_command(["verify", "fmnist", "--data-dir", str(tmp_path)]) == 0
+
+
+def test_fmnist_from_debians_folder_then_from_a_download(tmp_path, fake_fmnist, fake_checksums, monkeypatch):
+    folder, arrays = fake_fmnist
+    monkeypatch.setattr(ds, "DEBIAN_FMNIST_DIR", folder)
+    messages = []
+    ds.fetch_dataset("fmnist", data_dir=tmp_path / "a", log=messages.append)
+    assert "Debian" in messages[0]
+    files = {name: gzip.compress(encode_idx(arrays[key])) for key, name in ds.FMNIST_FILES.items()}
+    urls = []
+
+    def download(url, timeout=None):
+        urls.append(url)
+        return files[url.rsplit("/", 1)[1][:-3]]
+
+    monkeypatch.setattr(ds, "DEBIAN_FMNIST_DIR", tmp_path / "no-such-folder")
+    monkeypatch.setattr(ds, "_download", download)
+    ds.fetch_dataset("fmnist", data_dir=tmp_path / "b", log=messages.append)
+    assert urls[0] == "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-images-idx3-ubyte.gz"
+    assert len(urls) == 4 and "Zalando" in messages[-1]
+    np.testing.assert_array_equal(ds.load_image_dataset("fmnist", tmp_path / "b").y_test, arrays["y_test"])
+
+
+def test_fmnist_without_any_source_names_the_debian_package_and_source_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(ds, "DEBIAN_FMNIST_DIR", tmp_path / "no-such-folder")
+    monkeypatch.setattr(ds, "_download", offline)
+    with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist") as info:
+        ds.fetch_dataset("fmnist", data_dir=tmp_path, log=lambda m: None)
+    assert "--source-dir" in str(info.value) and not (tmp_path / "fmnist.npz").exists()
+
+
+def test_fmnist_checks(tmp_path, fake_fmnist, monkeypatch):
+    folder, arrays = fake_fmnist
+    with pytest.raises(UserError, match="checksums"):                 # made-up data is not Fashion-MNIST
+        ds.build_fmnist_from_idx(folder, tmp_path / "f.npz")
+    monkeypatch.setitem(ds.CONTENT_SHA256, "fmnist", ds.content_checksums(arrays))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for key, name in ds.FMNIST_FILES.items():
+        write_idx(bad / name, np.zeros(60000, np.uint8) if key == "y_train" else arrays[key])
+    with pytest.raises(UserError, match="class counts"):
+        ds.build_fmnist_from_idx(bad, tmp_path / "f.npz")
+    (bad / ds.FMNIST_FILES["y_test"]).unlink()
+    with pytest.raises(UserError, match="lacks the Fashion-MNIST IDX files t10k-labels-idx1-ubyte"):
+        ds.build_fmnist_from_idx(bad, tmp_path / "f.npz")
+    assert not (tmp_path / "f.npz").exists()
+
+
+@pytest.mark.skipif(not (ds.DEBIAN_FMNIST_DIR / "train-labels-idx1-ubyte.gz").exists(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_matches_the_recorded_checksums():
+    from lsm_core.idx import read_idx
+    files = ds._idx_source_files(ds.DEBIAN_FMNIST_DIR)
+    arrays = ds._fmnist_arrays({key: read_idx(path) for key, path in files.items()}, "Debian")
+    assert arrays["y_train"][:3].tolist() == [9, 0, 0] and arrays["y_test"][:3].tolist() == [9, 2, 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# N-MNIST: fetch through tonic, verify, a run's data
+# ---------------------------------------------------------------------------------------------
+
+def write_tonic_layout(save_to, train_numbers, test_numbers):
+    rng = np.random.default_rng(0)
+    for part, numbers in (("Train", train_numbers), ("Test", test_numbers)):
+        for number in numbers:
+            folder = save_to / "NMNIST" / part / str(number % 10)
+            folder.mkdir(parents=True, exist_ok=True)
+            n = 40
+            events = ev.make_events(rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 2, n),
+                                    np.sort(rng.integers(0, 300_000, n)))
+            ev.write_bin(folder / f"{number:05d}.bin", events)
+
+
+def write_simulated(data_dir, n_train=12, n_test=3):
+    rng = np.random.default_rng(1)
+    root = data_dir / "nmnist_simulated"
+    for folder, numbers in (("train_all", range(1, n_train + 1)), ("test_all", range(1, n_test + 1))):
+        (root / folder).mkdir(parents=True)
+        for number in numbers:
+            ev.write_bin(root / folder / f"{number:05d}.bin", ev.make_events([1], [2], [1], [rng.integers(0, 3e5)]))
+        (root / folder / "labels.csv").write_text("file,label\n" + "".join(f"{n:05d}.bin,{n % 10}\n" for n in numbers))
+    (root / "SIMULATED.json").write_text('{"seed": 1}')
+
+
+def test_fetch_nmnist_downloads_through_tonic_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "TRAIN_POOL", 10)
+    monkeypatch.setattr(ev, "N_TRAIN_RECORDINGS", 12)
+    monkeypatch.setattr(ev, "N_TEST_RECORDINGS", 3)
+    calls = []
+
+    def download(save_to, log):
+        calls.append(save_to)
+        write_tonic_layout(save_to, range(1, 13), range(1, 4))
+
+    monkeypatch.setattr(ds, "_tonic_download", download)
+    messages = []
+    ds.fetch_dataset("nmnist", data_dir=tmp_path, log=messages.append)
+    assert calls == [tmp_path / "nmnist"]
+    assert any("train: 10 recordings" in m for m in messages) and any("valid: 2 recordings" in m for m in messages)
+    ds.fetch_dataset("nmnist", data_dir=tmp_path, log=messages.append)
+    assert len(calls) == 1 and "nothing to download" in messages[-1]
+
+
+def test_fetch_nmnist_without_network_or_with_a_source_dir(tmp_path, monkeypatch):
+    def no_network(save_to, log):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(ds, "_tonic_download", no_network)
+    with pytest.raises(UserError, match="Downloading N-MNIST through tonic failed") as info:
+        ds.fetch_dataset("nmnist", data_dir=tmp_path, log=lambda m: None)
+    assert "simulate-nmnist" in str(info.value) and "--simulated-nmnist" in str(info.value)
+    with pytest.raises(UserError, match="takes no --source-dir"):
+        ds.fetch_dataset("nmnist", data_dir=tmp_path, source_dir=tmp_path)
+
+
+def test_verify_nmnist(tmp_path, capsys):
+    write_simulated(tmp_path)
+    assert ds.datasets_command(["verify", "nmnist", "--simulated", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "train: 10 recordings" in out and "SIMULATED" in out and "last sixth" in out
+    with pytest.raises(UserError, match="datasets fetch nmnist"):
+        ds.datasets_command(["verify", "nmnist", "--data-dir", str(tmp_path)])
+
+
+def test_load_run_data_fetches_what_can_be_fetched(tmp_path, fake_fmnist, fake_checksums, monkeypatch):
+    monkeypatch.setattr(ds, "DEBIAN_FMNIST_DIR", fake_fmnist[0])
+    messages = []
+    data = ds.load_run_data("fmnist", tmp_path, log=messages.append)
+    assert "fetching it" in messages[0] and (tmp_path / "fmnist.npz").exists()
+    assert len(data.splits["train"]) == 50000 and data.info["simulated"] is False
+    downloads = []
+    monkeypatch.setattr(ds, "_tonic_download", lambda save_to, log: downloads.append(save_to) or offline(""))
+    with pytest.raises(UserError, match="tonic failed"):
+        ds.load_run_data("nmnist", tmp_path, log=messages.append)
+    with pytest.raises(UserError, match="datasets simulate-nmnist"):       # simulated data is never fetched
+        ds.load_run_data("nmnist", tmp_path, simulated=True, log=messages.append)
+    assert len(downloads) == 1
+    write_simulated(tmp_path)
+    data = ds.load_run_data("nmnist", tmp_path, simulated=True)
+    assert data.info["simulated_marker"] == {"seed": 1} and data.info["recordings"] == {"train": 10, "valid": 2,
+                                                                                         "test": 3}
+    assert all(split.simulated for split in data.splits.values()) and "SIMULATED" in data.notes[0]
+    with pytest.raises(UserError, match="only for N-MNIST"):
+        ds.load_run_data("mnist", tmp_path, simulated=True)
