@@ -40,7 +40,7 @@ def format_user_error(exc: BaseException) -> str:
                          break_long_words=False, break_on_hyphens=False)
 
 
-def _int_option(minimum: int = 1, maximum: int = None):
+def _int_option(minimum: int = 1, maximum: int | None = None):
     def convert(text: str) -> int:
         try:
             value = int(text)
@@ -54,7 +54,7 @@ def _int_option(minimum: int = 1, maximum: int = None):
 
 
 def _dims_option(text: str) -> tuple:
-    from lsm_core.network import parse_dims      # NumPy only; no TensorFlow
+    from lsm_core.network import parse_dims  # NumPy only; no TensorFlow
     try:
         return tuple(parse_dims(text))
     except UserError as exc:
@@ -76,8 +76,17 @@ def _help_text(model: str, dataset: str) -> tuple:
               "", "Without options the run follows the paper's protocol.  Results go to",
               "<output-root>/ver_<VERSION>/; re-running the same command with the same answers",
               "resumes an interrupted run."]
+    if DATASETS[dataset].mode == "event":
+        lines += ["", "Recordings: <data-dir>/nmnist/{train_all,valid_all,test_all}/ (with labels.csv) or the",
+                  "NMNIST/Train, NMNIST/Test folders tonic downloads; missing ones are downloaded through",
+                  "tonic (`python -m lsm_core datasets fetch nmnist`).  --simulated-nmnist reads the",
+                  "simulated set in <data-dir>/nmnist_simulated/ instead (`python -m lsm_core datasets",
+                  "simulate-nmnist`); its results are marked SIMULATED everywhere."]
+    elif dataset != "mnist":
+        lines += ["", f"A missing <data-dir>/{DATASETS[dataset].file} is built first (`python -m lsm_core",
+                  f"datasets fetch {dataset}`: Debian's dataset-fashion-mnist files, else a download)."]
     description = textwrap.fill(
-        f"Run the {model} benchmark on {DATASETS[dataset].script_token}: load or generate the "
+        f"Run the {model} benchmark on {DATASETS[dataset].title}: load or generate the "
         f"liquid, simulate it, train the linear readout, and write the results.", width=79)
     return description, "\n".join(lines)
 
@@ -119,6 +128,11 @@ def build_parser(model: str, dataset: str) -> argparse.ArgumentParser:
         help="replace an existing VERSION folder whose parameters differ")
     add("--require-gpu", action="store_true",
         help="stop with an error when a GPU asked for is not available (default: warn, use CPU)")
+    if DATASETS[dataset].mode == "event":
+        add("--simulated-nmnist", action="store_true",
+            help="run on the simulated N-MNIST (datasets/nmnist_simulated/, written by `python -m lsm_core "
+                 "datasets simulate-nmnist`) instead of the real recordings; everything the run writes is "
+                 "marked SIMULATED")
     if model == "LSM_STDP":
         add("--reference-batch-quirk", action="store_true",
             help="reproduce the reference defect where only the first sample of each batch learns "
@@ -180,8 +194,9 @@ def run_script(model_name: str, dataset_name: str, argv=None) -> int:
             dims=tuple(args.dims), data_dir=_path(args.data_dir), output_root=output_root,
             networks_dir=_path(args.networks_dir), overwrite=args.overwrite,
             require_gpu=args.require_gpu,
-            reference_batch_quirk=getattr(args, "reference_batch_quirk", False))
-        from lsm_core import pipeline   # imports TensorFlow: only after apply_gpu_choice
+            reference_batch_quirk=getattr(args, "reference_batch_quirk", False),
+            dataset_simulated=getattr(args, "simulated_nmnist", False))
+        from lsm_core import pipeline  # imports TensorFlow: only after apply_gpu_choice
         started = True
         pipeline.run(config)
     except UserError as exc:

@@ -5,8 +5,10 @@ Everything fixed "at the paper's values" (SPEC section 3) lives here.  Times are
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
-from typing import Optional
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DATA_DIR_DEFAULT = Path(__file__).resolve().parent.parent / "datasets"   # the repository's datasets/
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ class ScalarPrompt:
     name: str
     kind: type             # int or float
     hint: str              # the paper's values, shown after the name
-    minimum: Optional[float] = None
+    minimum: float | None = None
     exclusive_minimum: bool = False
 
     @property
@@ -119,9 +121,9 @@ class ModelSpec:
 
     name: str                        # "LSM", "NALSM", "LSM_STDP", "LSM_APSTDP"
     sample_rule: str                 # simulate() rule of the spike-count phase
-    init_rule: Optional[str]         # simulate() rule of the init phase, None: no init phase
+    init_rule: str | None         # simulate() rule of the init phase, None: no init phase
     prompts: tuple                   # ScalarPrompt, in prompt order
-    weight_scale_prompt: Optional[str]  # prompt that gives the weight magnitude, None: w_max
+    weight_scale_prompt: str | None  # prompt that gives the weight magnitude, None: w_max
 
     @property
     def has_init_phase(self) -> bool:
@@ -157,12 +159,13 @@ class DatasetSpec:
     n_input: int
     mode: str            # "image" or "event"
     file: str            # file or folder under the data directory
+    title: str = ""      # name for people: log lines, plot titles
 
 
 DATASETS = {
-    "mnist": DatasetSpec("mnist", "MNIST", 784, "image", "mnist.npz"),
-    "fmnist": DatasetSpec("fmnist", "F_MNIST", 784, "image", "fmnist.npz"),
-    "nmnist": DatasetSpec("nmnist", "N_MNIST", 2 * 34 * 34, "event", "nmnist"),
+    "mnist": DatasetSpec("mnist", "MNIST", 784, "image", "mnist.npz", "MNIST"),
+    "fmnist": DatasetSpec("fmnist", "F_MNIST", 784, "image", "fmnist.npz", "Fashion-MNIST"),
+    "nmnist": DatasetSpec("nmnist", "N_MNIST", 2 * 34 * 34, "event", "nmnist", "N-MNIST"),
 }
 
 N_CLASSES = 10
@@ -192,12 +195,13 @@ class RunConfig:
     duration_ms: int = PAPER.protocol.duration_ms
     seed: int = 0
     dims: tuple = GenerationConstants().default_dims
-    data_dir: Optional[str] = None          # None: the repository's datasets/
-    output_root: Optional[str] = None       # None: the repository's train_data/
-    networks_dir: Optional[str] = None      # None: the repository's networks/
+    data_dir: str | None = None          # None: the repository's datasets/
+    output_root: str | None = None       # None: the repository's train_data/
+    networks_dir: str | None = None      # None: the repository's networks/
     overwrite: bool = False
     require_gpu: bool = False
     reference_batch_quirk: bool = False
+    dataset_simulated: bool = False         # N-MNIST: the simulated recordings (--simulated-nmnist)
 
     @property
     def model_spec(self) -> ModelSpec:
@@ -206,6 +210,12 @@ class RunConfig:
     @property
     def dataset_spec(self) -> DatasetSpec:
         return DATASETS[self.dataset]
+
+    @property
+    def dataset_title(self) -> str:
+        """The dataset's name for log lines, plots and summaries, e.g. "N-MNIST (SIMULATED)"."""
+        title = self.dataset_spec.title or self.dataset
+        return f"{title} (SIMULATED)" if self.dataset_simulated else title
 
     @property
     def split_sizes(self) -> dict:

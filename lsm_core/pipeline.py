@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Callable
 
 import numpy as np
 
@@ -28,8 +29,8 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) one benchmark; returns the summary dict (also in summary.json)."""
     started = time.perf_counter()
     model = config.model_spec
-    splits = _load_splits(config)                   # missing data stops the run before anything is written
-    net, folder, log, devices = _open_run(config, log)
+    splits, data = _load_splits(config, log or print)   # missing data stops the run before anything is written
+    net, folder, log, devices = _open_run(config, log, data)
     timings = folder.read_json("timings.json", default={}) or {}
     start_weights = _start_weights(config, net)
     if model.has_init_phase:
@@ -40,7 +41,8 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
     counts = _spike_count_phase(config, folder, net, w_ini, splits, timings, log, _compute_devices(config))
     summary = _readout_phase(config, folder, counts, timings, log)
     _plots(config, folder, net, start_weights, w_ini, log)
-    summary.update(model=model.name, dataset=config.dataset, version=config.version,
+    summary.update(model=model.name, dataset=config.dataset, dataset_title=config.dataset_title,
+                   dataset_simulated=config.dataset_simulated, version=config.version,
                    net_num=config.net_num, liquid=format_dims(net.dims), n_res=net.n_res,
                    scalars=config.scalars, devices=devices, timings_s=timings,
                    mean_rate_hz={s: float(counts[s]["counts"].mean() * 1000.0 / config.duration_ms)
@@ -49,12 +51,13 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
     folder.write_json("summary.json", summary)
     log(f"done in {time.perf_counter() - started:.1f} s (this invocation).")
     log(f"TEST ACCURACY at the best validation epoch ({summary['best_epoch']}): "
-        f"{100 * summary['test_acc_at_best']:.2f} % (validation {100 * summary['best_valid_acc']:.2f} %)")
+        f"{100 * summary['test_acc_at_best']:.2f} % (validation {100 * summary['best_valid_acc']:.2f} %) "
+        f"on {config.dataset_title}")
     return summary
 
 
-def _open_run(config: RunConfig, log):
-    """Load or generate the liquid, open (or resume) the run folder, report the devices.
+def _open_run(config: RunConfig, log, data):
+    """Load or generate the liquid, open (or resume) the run folder, report the devices and the data.
 
     Returns (network, folder, log, device names).
     """
@@ -65,12 +68,14 @@ def _open_run(config: RunConfig, log):
                                     networks_dir=config.networks_dir, log=early_messages.append)
     folder = RunFolder(config)
     identity = run_identity(config, net.dims, _network_sha256(config))
-    resuming = folder.open(identity, {"run": _run_info(config, generated)}, config.overwrite)
+    resuming = folder.open(identity, {"run": _run_info(config, generated), "dataset": data.info}, config.overwrite)
     log = log or RunLog(folder.file("run.log"))
-    log(f"=== {config.model} on {config.dataset} - VERSION {config.version} "
+    log(f"=== {config.model} on {config.dataset_title} - VERSION {config.version} "
         f"({'resuming' if resuming else 'new run'}) in {folder.path}")
     for message in early_messages:
         log(message)
+    for note in data.notes:
+        log(f"data: {note}")
     devices = check_devices(config.gpu, config.require_gpu, log)
     log(f"devices used: {', '.join(devices)}; TensorFlow {tensorflow_versions()['tensorflow']}")
     log(f"liquid: {net.describe()}")
@@ -84,24 +89,28 @@ def _open_run(config: RunConfig, log):
 # Inputs, weights and provenance
 # ----------------------------------------------------------------------------------------------
 
-def _load_splits(config: RunConfig) -> dict:
-    """{split: (inputs, labels)} for the run's dataset, plus "init_pool" (the whole training pool the
-    init phase draws from) for models with an init phase; missing data stops here, before simulating."""
-    if config.dataset_spec.mode != "image":
-        raise UserError(f"dataset {config.dataset} (event camera) is not part of this version of the toolkit.")
-    from lsm_core.datasets import TRAIN_POOL, load_image_dataset, split_image_dataset
+def _load_splits(config: RunConfig, say: Callable[[str], None]):
+    """({split: the run's first n samples of it}, RunData) for the run's dataset, plus "init_pool" (the
+    whole training pool the init phase draws from) for models with an init phase.  A split is an
+    ImageSplit or EventSplit: `inputs(rows, duration_ms, start_ms)` gives one batch's simulator input,
+    `labels` the labels.  A missing dataset is fetched where that can work (messages to `say`);
+    otherwise, and for missing or damaged data, UserError stops the run here, before simulating."""
+    from lsm_core.datasets import load_run_data
 
-    data = load_image_dataset(config.dataset, data_dir=config.data_dir)
-    if not config.model_spec.has_init_phase:
-        return split_image_dataset(data, config.train_samples, config.valid_samples, config.test_samples)
-    if config.init_samples > TRAIN_POOL:
-        raise UserError(f"--init-samples {config.init_samples} is more than the {TRAIN_POOL} training samples "
-                        f"the init phase draws from; give at most {TRAIN_POOL}.")
-    splits = split_image_dataset(data, TRAIN_POOL, config.valid_samples, config.test_samples)
-    inputs, labels = splits["train"]
-    splits["init_pool"] = splits["train"]
-    splits["train"] = (inputs[: config.train_samples], labels[: config.train_samples])
-    return splits
+    data = load_run_data(config.dataset, config.data_dir, simulated=config.dataset_simulated, log=say)
+    pools = data.splits
+    unit = "recordings" if config.dataset_spec.mode == "event" else "samples"
+    for split, option in (("train", "--train-samples"), ("valid", "--valid-samples"), ("test", "--test-samples")):
+        if config.split_sizes[split] > len(pools[split]):
+            raise UserError(f"{option} {config.split_sizes[split]} is more than the {len(pools[split])} {split} "
+                            f"{unit} of {config.dataset_title}; give at most {len(pools[split])}.")
+    splits = {split: pools[split].head(config.split_sizes[split]) for split in SPLIT_ORDER}
+    if config.model_spec.has_init_phase:
+        if config.init_samples > len(pools["train"]):
+            raise UserError(f"--init-samples {config.init_samples} is more than the {len(pools['train'])} training "
+                            f"{unit} the init phase draws from; give at most {len(pools['train'])}.")
+        splits["init_pool"] = pools["train"]
+    return splits, data
 
 
 def _network_sha256(config: RunConfig) -> str:
@@ -161,8 +170,8 @@ def _init_phase(config, folder: RunFolder, net, start_weights, pool, timings, lo
         return folder.load_npz("W_INI.npz")["weights"]
     from lsm_core.simulator import PlasticSimulator, StreamCarry
 
-    inputs, _ = pool
-    order = np.random.default_rng([config.seed, 4]).permutation(len(inputs))[: config.init_samples]
+    order = np.random.default_rng([config.seed, 4]).permutation(len(pool))[: config.init_samples]
+    starts = _init_window_starts(config)
     duration = PAPER.protocol.init_duration_ms
     zeros = np.zeros((1, net.n_neurons), np.float32)
     carry, done = StreamCarry(start_weights[np.newaxis], zeros, zeros), 0
@@ -177,8 +186,8 @@ def _init_phase(config, folder: RunFolder, net, start_weights, pool, timings, lo
         while done < config.init_samples:
             start_time = time.perf_counter()
             stream = np.arange(done, min(done + INIT_CHUNK, config.init_samples))
-            run = simulator.run(inputs[order[stream]], sample_keys(config.seed, "init", stream), steps=duration,
-                                record=False, start=carry)
+            run = simulator.run(pool.inputs(order[stream], duration, starts[stream]),
+                                sample_keys(config.seed, "init", stream), steps=duration, record=False, start=carry)
             carry, done = StreamCarry(run.weights, run.trace, run.calcium), int(stream[-1]) + 1
             folder.save_npz("init_state.npz", weights=carry.weights, trace=carry.trace, calcium=carry.calcium,
                             done=np.int64(done))
@@ -187,6 +196,15 @@ def _init_phase(config, folder: RunFolder, net, start_weights, pool, timings, lo
             bar.update(len(stream))
     _save_weights(folder, "W_INI.npz", net, carry.weights[0])
     return carry.weights[0]
+
+
+def _init_window_starts(config: RunConfig) -> np.ndarray:
+    """Start (ms) of each init snapshot's window, int64 [init_samples]: 0 for images; for event
+    recordings a uniform integer in [1, 278] (SPEC 3.7), one per snapshot, drawn from the run seed."""
+    if config.dataset_spec.mode != "event":
+        return np.zeros(config.init_samples, np.int64)
+    rng = np.random.default_rng([config.seed, 4, 1])      # the init phase's stream (4), sub-stream 1
+    return rng.integers(1, PAPER.protocol.nmnist_init_start_max, size=config.init_samples, endpoint=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,9 +236,13 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
         log(f"spike counts: {remaining} samples to simulate" + (f" ({done} already done)" if done else ""))
         simulate_batch = _batch_simulator(config, net, weights, devices, log)
         rows = raster_rows(batch)
+        starts = [(split, block * block_size + b * batch) for split, blocks in todo.items() for block in blocks
+                  for b in range(per_block)]                # every batch to simulate, in the order below
+        batch_inputs = _read_ahead(lambda item: splits[item[0]].inputs(np.arange(item[1], item[1] + batch),
+                                                                       config.duration_ms), starts)
         with progress_bar(remaining, "spike counts", "sample") as bar:
             for split, blocks in todo.items():
-                inputs, labels = splits[split]
+                data = splits[split]
                 for block in blocks:
                     start_time = time.perf_counter()
                     block_counts, rasters, raster_index, astro = [], [], [], []
@@ -229,7 +251,7 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
                         index = np.arange(start, start + batch)
                         record = rows if _raster_batch(start, batch) else ()
                         counts, raster, astro_rows = simulate_batch(
-                            inputs[index], sample_keys(config.seed, split, index), np.asarray(record, np.int64))
+                            next(batch_inputs), sample_keys(config.seed, split, index), np.asarray(record, np.int64))
                         block_counts.append(counts)
                         if len(record):
                             rasters.append(raster)
@@ -240,12 +262,26 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
                         bar.update(batch)
                     index = np.arange(block * block_size, (block + 1) * block_size)
                     folder.save_block(split, block, counts=np.concatenate(block_counts).astype(np.int32),
-                                      labels=labels[index], index=index,
+                                      labels=data.labels[index], index=index,
                                       raster_spikes=_stack(rasters, (0, config.duration_ms, net.n_neurons), bool),
                                       raster_index=_stack(raster_index, (0,), np.int64),
                                       raster_astro=_stack(astro, (0, config.duration_ms), np.float32))
                     _add_time(folder, timings, f"spike_counts_{split}", time.perf_counter() - start_time)
     return {split: _assemble(config, folder, split, block_size) for split in SPLIT_ORDER}
+
+
+def _read_ahead(load: Callable, items) -> Iterator:
+    """Yield load(item) for each item in order, loading the next item in a background thread while the
+    caller simulates the current one (reading and binning event recordings then costs no time)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
+        pending = None
+        for item in items:
+            following = pool.submit(load, item)
+            if pending is not None:
+                yield pending.result()
+            pending = following
+        if pending is not None:
+            yield pending.result()
 
 
 def _batch_simulator(config, net, weights, devices, log):
@@ -311,8 +347,14 @@ def _add_time(folder: RunFolder, timings: dict, key: str, seconds: float) -> Non
 # ----------------------------------------------------------------------------------------------
 
 def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) -> dict:
-    from lsm_core.readout import (ReadoutState, best_epoch, history_to_csv, normalise_counts,
-                                  read_history_csv, train_readout)
+    from lsm_core.readout import (
+        ReadoutState,
+        best_epoch,
+        history_to_csv,
+        normalise_counts,
+        read_history_csv,
+        train_readout,
+    )
 
     features = {s: (normalise_counts(counts[s]["counts"], config.batch_size), counts[s]["labels"])
                 for s in SPLIT_ORDER}
@@ -365,7 +407,7 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) 
 def _plots(config, folder: RunFolder, net, start_weights, w_ini, log) -> None:
     from lsm_core.readout import read_history_csv
 
-    title = f"{config.model} on {config.dataset}, VERSION {config.version}"
+    title = f"{config.model} on {config.dataset_title}, VERSION {config.version}"
     written = [plots.plot_accuracy(read_history_csv(folder.file("history.csv")), folder.file("accuracy.png"),
                                    title=title)]
     rasters = folder.load_npz("rasters.npz")

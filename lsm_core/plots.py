@@ -6,19 +6,19 @@ this module never imports TensorFlow.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from lsm_core.storage import atomic_savefig  # noqa: E402
+from lsm_core.storage import atomic_savefig
 
-__all__ = ["plot_accuracy", "plot_raster", "plot_weight_histograms", "plot_trace"]
+__all__ = ["plot_accuracy", "plot_raster", "plot_trace", "plot_weight_histograms"]
 
 _COLOURS = {"train": "tab:blue", "valid": "tab:orange", "test": "tab:green",
             "exc": "tab:red", "inh": "tab:blue", "input": "0.45"}
@@ -63,7 +63,7 @@ def plot_accuracy(history_rows: Sequence[Mapping], path, title: str = "") -> Pat
                     ax.plot([best_e], [best_t], "*", ms=11, color=_COLOURS["test"])
                     ax.annotate(f"test {best_t:.2f}% at epoch {int(best_e)}\n(validation {best_v:.2f}%)",
                                 xy=(best_e, best_t), xytext=(0.55, 0.2), textcoords="axes fraction",
-                                arrowprops=dict(arrowstyle="->", color="0.3"), fontsize=9)
+                                arrowprops={"arrowstyle": "->", "color": "0.3"}, fontsize=9)
             if len(rows) > 1:
                 ax.set_xlim(epochs.min(), epochs.max())
             ax.legend(loc="lower right" if len(rows) < 2 else "center right", fontsize=9)
@@ -92,7 +92,7 @@ def plot_raster(spikes, path, n_exc: int, n_inh: int, title: str = "", dt_ms: fl
               ("input", "input", min(n_exc + n_inh, n), n)]
     time_ms = (np.arange(n_steps) + 1) * dt_ms     # spikes of step t drawn at t ms
     with _figure(path, figsize=(9, 7)) as fig:
-        ax, ax_rate = fig.subplots(2, 1, sharex=True, gridspec_kw=dict(height_ratios=(3, 1)))
+        ax, ax_rate = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
         for label, key, lo, hi in groups:
             if hi <= lo:
                 continue

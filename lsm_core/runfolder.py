@@ -11,13 +11,18 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from lsm_core.config import PAPER, RunConfig
 from lsm_core.errors import UserError
-from lsm_core.storage import as_json, atomic_save_npz, atomic_write_json, atomic_write_text, load_npz
+from lsm_core.storage import (
+    as_json,
+    atomic_save_npz,
+    atomic_write_json,
+    atomic_write_text,
+    load_npz,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FORMAT = 1
@@ -33,9 +38,12 @@ def run_identity(config: RunConfig, liquid_dims, network_sha256: str) -> dict:
     `readout_epochs` is left out on purpose: a finished run re-run with more epochs continues
     training where it stopped, with the numbers an uninterrupted longer run would give.  `dims` is
     the liquid's actual size (the --dims option only sizes a liquid generated on the spot), and
-    the liquid itself is pinned by its file's SHA-256.
+    the liquid itself is pinned by its file's SHA-256.  N-MNIST runs record `dataset_simulated`, so a
+    run on simulated recordings is never resumed as, or mistaken for, one on the real N-MNIST.
     """
     identity = {k: v for k, v in asdict(config).items() if k not in NON_IDENTITY_FIELDS}
+    if config.dataset_spec.mode != "event":     # only N-MNIST has a simulated stand-in (`dataset_simulated`);
+        identity.pop("dataset_simulated")       # image runs keep the identity they had before it existed
     identity["dims"] = [int(d) for d in liquid_dims]
     identity["network_sha256"] = network_sha256
     identity["constants"] = PAPER.as_dict()
@@ -153,7 +161,7 @@ def _differences(previous: dict, current: dict, prefix: str = "") -> str:
 class RunLog:
     """Messages to the terminal and, time-stamped, appended to run.log."""
 
-    def __init__(self, path: Optional[Path] = None, echo: bool = True):
+    def __init__(self, path: Path | None = None, echo: bool = True):
         self.path = path
         self.echo = echo
 
@@ -163,8 +171,7 @@ class RunLog:
         if self.path is not None:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             with open(self.path, "a", encoding="utf-8") as handle:
-                for line in str(message).splitlines() or [""]:
-                    handle.write(f"{stamp}  {line}\n")
+                handle.writelines(f"{stamp}  {line}\n" for line in str(message).splitlines() or [""])
 
 
 def raster_rows(batch_size: int, n_keep: int = PAPER.protocol.raster_samples) -> np.ndarray:

@@ -23,7 +23,7 @@ def run_cli(model, answers, *options, extra=""):
     code = ("import sys\nfrom lsm_core.cli import run_script\n"
             f"rc = run_script({model!r}, 'mnist')\n{extra}\nsys.exit(rc)\n")
     return subprocess.run([sys.executable, "-c", code, *options], cwd=REPO, input=answers,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def flat(text):
@@ -95,7 +95,8 @@ def test_bad_options_exit_2_before_prompting(options, fragment):
 
 def run_python(code):
     """Run `code` in a fresh interpreter; it must succeed."""
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            check=False)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -210,8 +211,8 @@ def test_pipeline_user_error_and_interrupt(fake_pipeline, monkeypatch, capsys):
 
     for run, status, fragment in [(fail, 2, "error: datasets/mnist.npz is missing"),
                                   (interrupt, 130, "re-running the same command"),
-                                  (disk_full, 2, "(/data/ver_1/blocks/train_block_00003.npz): No space left on "
-                                                 "device. Fix the cause")]:
+                                  (disk_full, 2, ("(/data/ver_1/blocks/train_block_00003.npz): No space left on "
+                                                  "device. Fix the cause"))]:
         monkeypatch.setattr(fake_pipeline, "run", run)
         monkeypatch.setattr(sys, "stdin", io.StringIO("cpu\n1\n1\n250\n10\n1.0\n"))
         assert run_script("LSM", "mnist", ["--seed", "1"]) == status
@@ -229,3 +230,39 @@ def test_script_names_and_error_format():
     assert text.startswith("error: a problem with spaces word")
     assert all(len(line) <= 100 for line in text.splitlines()) and len(text.splitlines()) > 1
 
+
+
+# ---- the Fashion-MNIST and N-MNIST scripts ------------------------------------------------------
+
+@pytest.mark.parametrize("model, dataset", [("NALSM", "fmnist"), ("NALSM", "nmnist"), ("LSM_STDP", "nmnist"),
+                                            ("LSM", "nmnist"), ("LSM_APSTDP", "nmnist")])
+def test_new_scripts_are_shims_of_their_model_and_dataset(model, dataset):
+    path = REPO / script_name(model, dataset)
+    text = path.read_text()
+    assert f'sys.exit(run_script("{model}", "{dataset}"))' in text and len(text.splitlines()) <= 12
+    assert path.stat().st_mode & 0o111                   # executable, like the MNIST scripts
+    help_text = build_parser(model, dataset).format_help()
+    assert f"usage: {path.name}" in help_text
+    assert ("--simulated-nmnist" in help_text) == (dataset == "nmnist")
+
+
+def test_simulated_nmnist_option_reaches_the_run_config(fake_pipeline, monkeypatch):
+    for argv, expect in [(["--simulated-nmnist"], True), ([], False)]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("cpu\n1\n1\n250\n10\n0.015\n"))
+        assert run_script("NALSM", "nmnist", ["--seed", "1", *argv]) == 0
+        config = fake_pipeline.calls[-1]
+        assert config.dataset == "nmnist" and config.dataset_simulated is expect
+        assert config.dataset_title == ("N-MNIST (SIMULATED)" if expect else "N-MNIST")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("cpu\n1\n1\n250\n10\n0.015\n"))
+    assert run_script("NALSM", "fmnist", ["--simulated-nmnist"]) == 2          # N-MNIST scripts only
+    monkeypatch.setattr(sys, "stdin", io.StringIO("cpu\n1\n1\n250\n10\n0.015\n"))
+    assert run_script("NALSM", "fmnist", ["--seed", "1"]) == 0
+    assert fake_pipeline.calls[-1].dataset == "fmnist" and not fake_pipeline.calls[-1].dataset_simulated
+
+
+def test_nmnist_help_explains_where_the_recordings_come_from():
+    help_text = " ".join(build_parser("LSM", "nmnist").format_help().split())
+    assert "<data-dir>/nmnist/{train_all,valid_all,test_all}/" in help_text
+    assert "datasets fetch nmnist" in help_text and "nmnist_simulated/" in help_text
+    with pytest.raises(SystemExit):
+        build_parser("LSM", "nmnist").parse_args(["--duration-ms", "301"])        # a recording is 300 ms

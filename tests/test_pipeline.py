@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def finished_run(tmp_path_factory):
 
 
 def test_a_run_writes_every_file(finished_run):
-    config, folder, summary = finished_run
+    _, folder, summary = finished_run
     for name in ("params.json", "W_INI.npz", "counts_valid.npz", "counts_test.npz", "counts_train.npz",
                  "rasters.npz", "history.csv", "readout.npz", "summary.json", "accuracy.png", "raster.png",
                  "timings.json"):
@@ -83,7 +84,7 @@ def test_a_run_writes_every_file(finished_run):
 
 
 def test_rerunning_a_finished_run_recomputes_nothing(finished_run, monkeypatch):
-    config, folder, summary = finished_run
+    config, _, summary = finished_run
     calls = count_simulated_batches(monkeypatch)
     again = pipeline.run(config, log=quiet)
     assert calls == [] and again["test_acc_at_best"] == summary["test_acc_at_best"]
@@ -187,7 +188,7 @@ def run_script(tmp_path, answers, *options):
     args = [sys.executable, str(REPO / "LSM_RUN_MAIN_SIM_MNIST.py"), "--train-samples", "20", "--valid-samples",
             "10", "--test-samples", "10", "--readout-epochs", "5", "--duration-ms", "30", "--dims", "3x3x3",
             "--output-root", str(tmp_path / "td"), "--networks-dir", str(tmp_path / "nets"), *options]
-    return subprocess.run(args, input=answers, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    return subprocess.run(args, input=answers, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
 
 
 def test_script_runs_end_to_end_with_piped_answers(tmp_path):
@@ -302,8 +303,8 @@ def test_interrupted_init_phase_resumes_to_the_same_w_ini(tmp_path, monkeypatch)
 
 
 def test_reference_batch_quirk_makes_only_the_first_row_learn(tmp_path):
-    from lsm_core.simulator import PlasticSimulator, synapse_weights
     from lsm_core import Network
+    from lsm_core.simulator import PlasticSimulator, synapse_weights
 
     net = Network.generate(dims=(3, 3, 3), n_input=20, seed=4)
     inputs = (np.random.default_rng(1).random((3, 40, 20)) < 0.3).astype(np.uint8)
@@ -311,3 +312,185 @@ def test_reference_batch_quirk_makes_only_the_first_row_learn(tmp_path):
     run = quirk.run(inputs, np.zeros(3, np.uint32))
     assert np.any(run.weights[0] != synapse_weights(net, 3.0))
     np.testing.assert_array_equal(run.weights[1:], np.broadcast_to(synapse_weights(net, 3.0), run.weights[1:].shape))
+
+
+# ----------------------------------------------------------------------------------------------
+# N-MNIST (event mode) on a tiny simulated set
+# ----------------------------------------------------------------------------------------------
+
+def write_tiny_simulated_nmnist(data_dir: Path, n_train=60, n_test=20):
+    """<data_dir>/nmnist_simulated in the paper layout with SIMULATED.json: recordings of 1500 events
+    whose rows depend on the label, so that a readout has something to learn."""
+    from lsm_core.events import make_events, write_bin
+
+    rng = np.random.default_rng(0)
+    root = data_dir / "nmnist_simulated"
+    for folder, numbers in (("train_all", range(1, n_train + 1)), ("test_all", range(1, n_test + 1))):
+        (root / folder).mkdir(parents=True)
+        rows = ["file,label"]
+        for number in numbers:
+            label, n = number % 10, 1500
+            events = make_events(rng.integers(0, 34, n), (3 * label + rng.integers(0, 5, n)) % 34,
+                                 rng.integers(0, 2, n), np.sort(rng.integers(0, 300_000, n)))
+            write_bin(root / folder / f"{number:05d}.bin", events)
+            rows.append(f"{number:05d}.bin,{label}")
+        (root / folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    (root / "SIMULATED.json").write_text(json.dumps({"generator": "test", "seed": 0}))
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def nmnist_dir(tmp_path_factory):
+    return write_tiny_simulated_nmnist(tmp_path_factory.mktemp("data"))
+
+
+def event_config(tmp_path, nmnist_dir, **changes) -> RunConfig:
+    """A tiny run on the tiny simulated N-MNIST (50 training, 10 validation, 20 test recordings)."""
+    settings = {"dataset": "nmnist", "dataset_simulated": True, "data_dir": str(nmnist_dir), "train_samples": 20,
+                "valid_samples": 10, "test_samples": 10, "batches_per_block": 1, "readout_epochs": 3, "duration_ms": 60}
+    return tiny_config(tmp_path, **{**settings, **changes})
+
+
+def test_event_run_feeds_the_recordings_and_is_marked_simulated(tmp_path, nmnist_dir):
+    from lsm_core.events import load_event_splits
+
+    config = event_config(tmp_path, nmnist_dir)
+    messages = []
+    summary = pipeline.run(config, log=messages.append)
+    folder = RunFolder(config).path
+    assert summary["dataset_simulated"] is True and summary["dataset_title"] == "N-MNIST (SIMULATED)"
+    params = json.loads((folder / "params.json").read_text())
+    assert params["identity"]["dataset_simulated"] is True
+    assert params["dataset"]["simulated"] is True and params["dataset"]["simulated_marker"]["generator"] == "test"
+    assert params["dataset"]["recordings"] == {"train": 50, "valid": 10, "test": 20}
+    text = "\n".join(messages)
+    assert "LSM on N-MNIST (SIMULATED)" in text and "last sixth" in text and text.endswith("on N-MNIST (SIMULATED)")
+    # the counts are those of the recordings simulated directly (validation = numbers 51-60)
+    splits, _ = load_event_splits(nmnist_dir, simulated=True)
+    net = pipeline.Network.load(Path(config.networks_dir) / "Network_5.npz")
+    assert net.n_input == 2312
+    simulator = LiquidSimulator(net, np.load(folder / "W_INI.npz")["weights"])
+    counts, _ = simulator.run(splits["valid"].inputs(np.arange(10), 60), np.zeros(10, np.uint32))
+    np.testing.assert_array_equal(np.load(folder / "counts_valid.npz")["counts"], counts)
+    np.testing.assert_array_equal(np.load(folder / "counts_valid.npz")["labels"], np.arange(51, 61) % 10)
+    assert counts.sum() > 0
+    # a run on the real N-MNIST has another identity (never resumed from this one); image runs have no such key
+    from lsm_core.runfolder import run_identity
+    real = run_identity(replace(config, dataset_simulated=False), net.dims, "sha")
+    assert real["dataset_simulated"] is False and run_identity(config, net.dims, "sha")["dataset_simulated"] is True
+    assert "dataset_simulated" not in run_identity(tiny_config(tmp_path), net.dims, "sha")
+    # an MNIST network does not fit N-MNIST
+    pipeline.Network.generate(dims=(2, 2, 2), n_input=784, seed=6).save(Path(config.networks_dir) / "Network_6.npz")
+    with pytest.raises(UserError, match="has 784 input neurons .* needs 2312"):
+        pipeline.run(replace(config, net_num=6, version=9), log=quiet)
+
+
+def test_event_run_sizes_are_checked_against_the_recordings(tmp_path, nmnist_dir, monkeypatch):
+    calls = count_simulated_batches(monkeypatch)
+    for changes, message in [({"train_samples": 60}, "--train-samples 60 is more than the 50 train recordings"),
+                             ({"model": "LSM_STDP", "scalars": {}}, "--init-samples 50000 is more than the 50")]:
+        with pytest.raises(UserError, match=message):
+            config = event_config(tmp_path, nmnist_dir, **changes)
+            pipeline.run(config, log=quiet)
+    assert calls == [] and not (tmp_path / "train_data").exists()
+
+
+def test_missing_real_nmnist_is_fetched_or_stops_before_simulating(tmp_path, monkeypatch):
+    from lsm_core import datasets
+
+    tried = []
+
+    def offline(save_to, log):
+        tried.append(save_to)
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(datasets, "_tonic_download", offline)
+    calls = count_simulated_batches(monkeypatch)
+    config = tiny_config(tmp_path, dataset="nmnist", data_dir=str(tmp_path / "data"))
+    with pytest.raises(UserError, match="datasets fetch nmnist"):
+        pipeline.run(config, log=quiet)
+    with pytest.raises(UserError, match="datasets simulate-nmnist"):
+        pipeline.run(replace(config, dataset_simulated=True), log=quiet)
+    assert tried == [tmp_path / "data" / "nmnist"] and calls == [] and not (tmp_path / "train_data").exists()
+
+
+def test_init_phase_snapshots_are_20_ms_windows_at_seeded_starts(tmp_path, nmnist_dir, monkeypatch):
+    """The init phase gets, per snapshot, the window [start, start + 20) ms of a shuffled training
+    recording, start uniform in [1, 278] from the run seed (SPEC 3.7)."""
+    from lsm_core import simulator as sim
+    from lsm_core.events import load_event_splits
+
+    seen = []
+
+    class Recorder:
+        def __init__(self, net, weights, rule, phase, params):
+            self.weights = np.asarray(weights, np.float32)[np.newaxis]
+
+        def run(self, inputs, keys, steps, record, start):
+            seen.append(inputs)
+            return types.SimpleNamespace(weights=self.weights, trace=start.trace, calcium=start.calcium,
+                                         counts=np.zeros((len(inputs), 1)))
+
+    monkeypatch.setattr(sim, "PlasticSimulator", Recorder)
+    monkeypatch.setattr(pipeline, "INIT_CHUNK", 8)
+    config = event_config(tmp_path, nmnist_dir, model="LSM_STDP", scalars={}, init_samples=20, seed=77)
+    splits, _ = pipeline._load_splits(config, quiet)
+    net = pipeline.Network.generate(dims=(2, 2, 2), n_input=2312, seed=1)
+    pipeline._init_phase(config, RunFolder(config), net, np.ones(net.synapses().post.shape, np.float32),
+                         splits["init_pool"], {}, quiet)
+    starts = pipeline._init_window_starts(config)
+    assert starts.shape == (20,) and 1 <= starts.min() and starts.max() <= 278 and len(set(starts)) > 10
+    np.testing.assert_array_equal(starts, pipeline._init_window_starts(config))
+    assert not np.array_equal(starts, pipeline._init_window_starts(replace(config, seed=78)))
+    inputs = np.concatenate(seen)
+    assert [len(chunk) for chunk in seen] == [8, 8, 4] and inputs.shape == (20, 20, 2312)
+    order = np.random.default_rng([77, 4]).permutation(50)[:20]
+    pool, _ = load_event_splits(nmnist_dir, simulated=True)
+    for i in (0, 7, 19):
+        full = pool["train"].inputs([order[i]], 300)[0]
+        np.testing.assert_array_equal(inputs[i], full[starts[i]:starts[i] + 20])
+    assert not pipeline._init_window_starts(replace(config, dataset="mnist", dataset_simulated=False)).any()
+
+
+def test_nmnist_scripts_run_with_piped_answers(tmp_path, nmnist_dir):
+    """LSM and NALSM N-MNIST scripts on the tiny simulated set, as from a shell loop (run side by side)."""
+    common = ["--simulated-nmnist", "--data-dir", str(nmnist_dir), "--train-samples", "10", "--valid-samples", "10",
+              "--test-samples", "10", "--readout-epochs", "2", "--duration-ms", "30", "--dims", "3x3x3",
+              "--seed", "2", "--output-root", str(tmp_path / "td"), "--networks-dir", str(tmp_path / "nets")]
+    runs = [("LSM_RUN_MAIN_SIM_N_MNIST.py", "cpu\n1\n1\n10\n1\n2.0\n", []),
+            ("NALSM_RUN_MAIN_SIM_N_MNIST.py", "cpu\n2\n2\n10\n1\n0.015\n", ["--init-samples", "10"])]
+    processes = [subprocess.Popen([sys.executable, str(REPO / script), *common, *extra], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                 for script, _, extra in runs]
+    results = [process.communicate(answers, timeout=300) for process, (_, answers, _) in zip(processes, runs)]
+    for process, (out, err) in zip(processes, results):
+        assert process.returncode == 0, err
+        assert "on N-MNIST (SIMULATED)" in out and "TEST ACCURACY at the best validation epoch" in out
+    for version, model in ((1, "LSM"), (2, "NALSM")):
+        folder = tmp_path / "td" / f"ver_{version}"
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["complete"] and summary["dataset_simulated"] and summary["model"] == model
+        assert "N-MNIST (SIMULATED)" in (folder / "run.log").read_text()
+    assert (tmp_path / "td" / "ver_2" / "weights.png").exists()
+    w_ini = np.load(tmp_path / "td" / "ver_2" / "W_INI.npz")["weights"]
+    assert np.any(np.abs(w_ini) != 3.0)                                       # the init phase learned
+
+
+def test_read_ahead_loads_the_next_batch_while_the_current_one_is_used():
+    import threading
+
+    started = {k: threading.Event() for k in range(3)}
+
+    def load(k):
+        started[k].set()
+        if k == 2:
+            raise UserError("recording 00003.bin is damaged")
+        return k * 10
+
+    batches = pipeline._read_ahead(load, [0, 1, 2])
+    assert next(batches) == 0
+    assert started[1].wait(5)                         # the next batch is being read meanwhile
+    assert next(batches) == 10
+    with pytest.raises(UserError, match="damaged"):
+        next(batches)
+    assert list(pipeline._read_ahead(load, [])) == []

@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""LSM+STDP on N-MNIST (--simulated-nmnist: the simulated set). Prompts: GPU, VERSION, NET_NUM_VAR, BATCH_SIZE,
+BATCHS_PER_BLOCK, (no model prompts); options: --help. Everything real lives in lsm_core."""
+import sys
+
+from lsm_core.cli import run_script
+
+if __name__ == "__main__":
+    sys.exit(run_script("LSM_STDP", "nmnist"))
