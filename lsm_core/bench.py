@@ -1,7 +1,8 @@
 """`python -m lsm_core bench`: simulated sample-milliseconds per second (SPEC 6), every rule and phase.
 
 Throughput = batch x steps / wall time of the compiled loop; the first call (tracing and XLA
-compilation) is timed separately and excluded.  Inputs are the first training images of the
+compilation) is timed separately and excluded.  `cpu_s` (process CPU time of the same calls) tells a
+busy machine from a slow program: on an otherwise idle machine wall_s is about cpu_s / cores.  Inputs are the first training images of the
 shipped MNIST (realistic firing) when the liquid has 784 inputs, else random per-pixel
 probabilities; event-mode liquids (2312 inputs) get Bernoulli events at N-MNIST-like rates.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -83,11 +85,12 @@ def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int 
     start = time.perf_counter()
     counts = simulate_once(sample_keys(seed, "train", np.arange(batch)))
     compile_s = time.perf_counter() - start
-    walls = []
+    walls, cpus = [], []
     for repeat in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         counts = simulate_once(sample_keys(seed + repeat + 1, "train", np.arange(batch)))
         walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - start_cpu)
     wall = float(np.median(walls))
     gpus = tf.config.list_logical_devices("GPU")
     device = ", ".join(d.name for d in gpus) if gpus else "CPU"
@@ -96,7 +99,8 @@ def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int 
         "n_neurons": net.n_neurons, "n_syn": int(net.n_syn), "batch": batch, "steps": steps,
         "weight_scale": weight_scale, "repeats": repeats, "compile_s": round(compile_s - wall, 3),
         "wall_s": round(wall, 4), "wall_s_all": [round(w, 4) for w in walls],
-        "sample_ms_per_s": round(batch * steps / wall, 1), "ms_per_step": round(1000.0 * wall / steps, 3),
+        "cpu_s": round(float(np.median(cpus)), 4), "cpu_threads": os.cpu_count(),
+        "sample_ms_per_s": round(batch * steps / wall, 1), "ms_per_step": round(1000.0 * wall / (steps * (batch if phase == "init" else 1)), 3),
         "mean_rate_hz": round(float(counts.mean()) * 1000.0 / steps, 2),
         "device": device, "tensorflow": tf.__version__, **_peak_memory(),
     }

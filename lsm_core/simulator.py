@@ -102,59 +102,93 @@ def shared_weight_current(kernel, weights_pre_post):
 def per_row_weight_current(pre_kernel, weights):
     """Synaptic current into the reservoir with weights of their own in every row (plasticity).
 
-    Synapses in the padded by-postsynaptic-neuron layout of `SynapseTable`: pre_kernel is the kernel
-    of each synapse's presynaptic neuron [B, N_res, D], weights [B, N_res, D] -> [B, N_res].
+    Synapses of one row group of `SynapseTable` (n postsynaptic neurons, D slots each): pre_kernel is
+    the kernel of each slot's presynaptic neuron [B, n, D], weights [B, n, D] -> [B, n].
     """
     return tf.reduce_sum(pre_kernel * weights, axis=2)
 
 
+def _padded(shape, rows, slots, values, empty, dtype) -> np.ndarray:
+    """An array of `shape` filled with `empty`, and `values` at (rows, slots)."""
+    out = np.full(shape, empty, dtype)
+    out[rows, slots] = values
+    return out
+
+
 @dataclass(frozen=True)
-class SynapseTable:
-    """Synapses grouped by postsynaptic neuron: row i lists the presynaptic neurons of reservoir
-    neuron i, padded to the largest in-degree D with empty slots (weight 0, bounds [0, 0]).
+class SynapseGroup:
+    """Rows of reservoir neurons with similar in-degree: row r lists the presynaptic neurons of
+    neuron `rows[r]`, padded to the group's largest in-degree D with empty slots (weight 0,
+    bounds [0, 0])."""
 
-    This layout makes every per-synapse operation a gather along the presynaptic index and a sum
-    along the row, with no scatter; the postsynaptic values simply broadcast.
-    """
-
-    pre: np.ndarray       # int32 [N_res, D], presynaptic neuron of each slot (0 in empty slots)
-    row: np.ndarray       # int32 [n_syn], postsynaptic neuron of synapse k
-    slot: np.ndarray      # int32 [n_syn], its slot in that row
-    sign: np.ndarray      # float32 [N_res, D]: +1 excitatory or input pre, -1 inhibitory
-    lower: np.ndarray     # float32 [N_res, D] weight bounds by presynaptic class
+    rows: np.ndarray      # int32 [n]: the reservoir neurons of this group
+    pre: np.ndarray       # int32 [n, D]: presynaptic neuron of each slot (0 in empty slots)
+    synapse: np.ndarray   # int64 [n, D]: index of the slot's synapse in the synapse list (-1: empty)
+    sign: np.ndarray      # float32 [n, D]: +1 excitatory or input pre, -1 inhibitory, 0 empty
+    lower: np.ndarray     # float32 [n, D]: weight bounds by presynaptic class
     upper: np.ndarray
 
+
+@dataclass(frozen=True)
+class SynapseTable:
+    """Synapses grouped by postsynaptic neuron ("sliced ELL"): the reservoir neurons, sorted by
+    in-degree, form `groups` of rows padded to the group's own largest in-degree.
+
+    This layout makes every per-synapse operation a gather along the presynaptic index and a sum
+    along the row, with no scatter; postsynaptic values broadcast along the row.  Grouping by
+    in-degree keeps the padding small (about 10 % in four groups instead of about 40 % in one).
+    """
+
+    groups: tuple
+    order: np.ndarray     # int32 [N_res]: the reservoir neurons in table order (groups one after another)
+    inverse: np.ndarray   # int32 [N_res]: position of each reservoir neuron in `order`
+    n_syn: int
+
     @classmethod
-    def build(cls, net: Network, w_max: float) -> "SynapseTable":
+    def build(cls, net: Network, w_max: float, n_groups: int = 4) -> "SynapseTable":
         syn = net.synapses()                                  # sorted by (post, pre)
         degree = np.bincount(syn.post, minlength=net.n_res)
         starts = np.concatenate([[0], np.cumsum(degree)[:-1]])
-        slot = (np.arange(len(syn.post)) - starts[syn.post]).astype(np.int32)
-        width = max(int(degree.max(initial=0)), 1)
-        table = np.zeros((net.n_res, width), np.float32)
-
-        def fill(values):
-            out = table.copy()
-            out[syn.post, slot] = values
-            return out
-
+        slot = np.arange(len(syn.post)) - starts[syn.post]
         pre_class = np.asarray(syn.pre_class)
-        pre = np.zeros((net.n_res, width), np.int32)
-        pre[syn.post, slot] = syn.pre
-        return cls(pre=pre, row=syn.post.astype(np.int32), slot=slot,
-                   sign=fill(np.where(pre_class == INH, -1.0, 1.0)),
-                   lower=fill(np.where(pre_class == EXC, 0.0, -w_max)),
-                   upper=fill(np.where(pre_class == INH, 0.0, w_max)))
+        order = np.argsort(degree, kind="stable").astype(np.int32)
+        position = np.empty(net.n_res, np.int32)
+        position[order] = np.arange(net.n_res, dtype=np.int32)
+        groups = []
+        for rows in np.array_split(order, min(n_groups, net.n_res)):
+            width = max(int(degree[rows].max(initial=0)), 1)
+            local = np.full(net.n_res, -1)
+            local[rows] = np.arange(len(rows))
+            mine = local[syn.post] >= 0
+            r, d = local[syn.post[mine]], slot[mine]
 
-    def to_table(self, weights: np.ndarray) -> np.ndarray:
-        """[..., n_syn] synapse-list weights -> [..., N_res, D]."""
-        out = np.zeros(weights.shape[:-1] + self.pre.shape, np.float32)
-        out[..., self.row, self.slot] = weights
+            shape = (len(rows), width)
+            cls_mine = pre_class[mine]
+            groups.append(SynapseGroup(
+                rows=rows.astype(np.int32), pre=_padded(shape, r, d, syn.pre[mine], 0, np.int32),
+                synapse=_padded(shape, r, d, np.nonzero(mine)[0], -1, np.int64),
+                sign=_padded(shape, r, d, np.where(cls_mine == INH, -1.0, 1.0), 0.0, np.float32),
+                lower=_padded(shape, r, d, np.where(cls_mine == EXC, 0.0, -w_max), 0.0, np.float32),
+                upper=_padded(shape, r, d, np.where(cls_mine == INH, 0.0, w_max), 0.0, np.float32)))
+        return cls(groups=tuple(groups), order=order, inverse=position, n_syn=len(syn.post))
+
+    def to_table(self, weights: np.ndarray) -> tuple:
+        """[..., n_syn] synapse-list weights -> one [..., n, D] array per group."""
+        weights = np.asarray(weights, np.float32)
+        out = []
+        for group in self.groups:
+            filled = weights[..., np.maximum(group.synapse, 0)]
+            out.append(np.where(group.synapse >= 0, filled, np.float32(0.0)).astype(np.float32))
+        return tuple(out)
+
+    def to_list(self, tables) -> np.ndarray:
+        """One [..., n, D] array per group -> [..., n_syn] in the network's synapse order."""
+        lead = np.asarray(tables[0]).shape[:-2]
+        out = np.zeros(lead + (self.n_syn,), np.float32)
+        for group, table in zip(self.groups, tables):
+            used = group.synapse >= 0
+            out[..., group.synapse[used]] = np.asarray(table)[..., used]
         return out
-
-    def to_list(self, table: np.ndarray) -> np.ndarray:
-        """[..., N_res, D] -> [..., n_syn] in the network's synapse order."""
-        return table[..., self.row, self.slot]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -329,6 +363,16 @@ class PlasticRun(NamedTuple):
     calcium: np.ndarray
 
 
+class _GroupConstants(NamedTuple):
+    """A `SynapseGroup` as TensorFlow constants."""
+
+    rows: tf.Tensor
+    pre: tf.Tensor
+    sign: tf.Tensor
+    lower: tf.Tensor
+    upper: tf.Tensor
+
+
 class PlasticSimulator:
     """A liquid whose weights learn ("stdp", "nalsm" or "apstdp"), compiled once and reused.
 
@@ -352,9 +396,9 @@ class PlasticSimulator:
         self.reference_batch_quirk = reference_batch_quirk and phase == "sample"
         self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
         self.table = SynapseTable.build(net, params.w_max)
-        self._pre = tf.constant(self.table.pre)
-        self._sign, self._lower, self._upper = (tf.constant(a) for a in
-                                                (self.table.sign, self.table.lower, self.table.upper))
+        self._groups = tuple(_GroupConstants(*(tf.constant(a) for a in (g.rows, g.pre, g.sign, g.lower, g.upper)))
+                             for g in self.table.groups)
+        self._inverse = tf.constant(self.table.inverse)
         self.weights = np.asarray(weights, np.float32).reshape(-1)      # default starting weights
         self._neuron = _neuron_params(net)
         self._pixel_codes = tf.constant(pixel_codes_np(net.n_input))
@@ -369,25 +413,40 @@ class PlasticSimulator:
         return dict(lr=p.lr * learns, astro=p.lr * ones, astro_w=astro_w * ones,
                     astro_bias=p.lr * (1.0 + p.astro_bias_offset) * ones)
 
-    def _step_weights(self, plastic: rules.PlasticState, spikes) -> rules.PlasticState:
-        """Steps 8-11 of SPEC 3.2 (the calcium of step 3 is already in `plastic`)."""
+    def _reservoir_current(self, weights, kernel):
+        """Synaptic current into the reservoir [B, N_res] from the per-row weights (one [B, n, D]
+        tensor per group of `SynapseTable`) and the presynaptic kernels [B, N]."""
+        parts = [per_row_weight_current(tf.gather(kernel, g.pre, axis=1), w) for g, w in zip(self._groups, weights)]
+        return tf.gather(tf.concat(parts, axis=1), self._inverse, axis=1)
+
+    def _step_weights(self, plastic: rules.PlasticState, spikes, after) -> rules.PlasticState:
+        """Steps 8-11 of SPEC 3.2 (the calcium of step 3 is already in `plastic`).
+
+        `after` is a float32 zero computed from this step's current: adding it to the lower bounds
+        makes the update come after the current has read the old weights, so XLA updates the
+        weights in place instead of copying them every step.
+        """
         p, c = self.params, PAPER.plasticity
-        reservoir = slice(0, self.n_res)
-        causal, anti_causal = rules.pair_terms(
-            pre_trace=tf.gather(plastic.trace, self._pre, axis=1), post_spikes=spikes[:, reservoir, None],
-            post_trace=plastic.trace[:, reservoir, None], pre_spikes=tf.gather(spikes, self._pre, axis=1))
-        if self.rule == "stdp":
-            change = rules.stdp_change(causal, anti_causal, plastic.lr, self._sign)
-        elif self.rule == "nalsm":
-            change = rules.nalsm_change(causal, anti_causal, plastic.lr, plastic.astro, self._sign)
-        else:
-            change = rules.apstdp_change(causal, anti_causal, plastic.lr, self._sign,
-                                         plastic.calcium[:, reservoir, None], p.rate_threshold, p.rate_range)
+        weights = []
+        for g, w in zip(self._groups, plastic.weights):
+            post_spikes = tf.gather(spikes, g.rows, axis=1)[:, :, None]       # [B, n, 1]
+            post_trace = tf.gather(plastic.trace, g.rows, axis=1)[:, :, None]
+            causal, anti_causal = rules.pair_terms(
+                pre_trace=tf.gather(plastic.trace, g.pre, axis=1), post_spikes=post_spikes,
+                post_trace=post_trace, pre_spikes=tf.gather(spikes, g.pre, axis=1))
+            if self.rule == "stdp":
+                change = rules.stdp_change(causal, anti_causal, plastic.lr, g.sign)
+            elif self.rule == "nalsm":
+                change = rules.nalsm_change(causal, anti_causal, plastic.lr, plastic.astro, g.sign)
+            else:
+                post_calcium = tf.gather(plastic.calcium, g.rows, axis=1)[:, :, None]
+                change = rules.apstdp_change(causal, anti_causal, plastic.lr, g.sign, post_calcium,
+                                             p.rate_threshold, p.rate_range)
+            weights.append(rules.clip_weights(w + change, g.lower + after, g.upper))
         plastic = plastic._replace(
-            weights=rules.clip_weights(plastic.weights + change, self._lower, self._upper),
-            trace=rules.trace_step(plastic.trace, spikes, c.trace_decay, c.trace_increment))
+            weights=tuple(weights), trace=rules.trace_step(plastic.trace, spikes, c.trace_decay, c.trace_increment))
         if self.rule == "nalsm":
-            reservoir_count = tf.reduce_sum(spikes[:, reservoir], axis=1)[:, None, None]    # [B, 1, 1]
+            reservoir_count = tf.reduce_sum(spikes[:, : self.n_res], axis=1)[:, None, None]    # [B, 1, 1]
             input_count = tf.reduce_sum(spikes[:, self.n_res:], axis=1)[:, None, None]
             plastic = plastic._replace(astro=rules.astrocyte_step(
                 plastic.astro, plastic.astro_w, plastic.astro_bias, reservoir_count, input_count, p.astro_tau))
@@ -396,16 +455,26 @@ class PlasticSimulator:
         return plastic
 
     def _time_loop(self, inputs, keys, weights, trace, calcium, steps: int, event_mode: bool, record: bool):
-        """weights [1, N_res, D], trace and calcium [1, N]: the start, shared by all rows."""
+        """weights: one [1, n, D] tensor per group; trace and calcium [1, N]: the start, shared by all rows.
+
+        The loop carries this step's spikes and kernels, computed at the end of the previous
+        iteration (steps 1, 2 and 4 of the next step), so that they reach the per-synapse gathers as
+        stored arrays rather than being recomputed for every synapse.
+        """
         rows = int(inputs.shape[0])
         groups, batch = (1, rows) if self.phase == "sample" else (rows, 1)
         p = self._neuron
         plastic = rules.PlasticState(
-            weights=tf.tile(weights, [batch, 1, 1]), trace=tf.tile(trace, [batch, 1]),
+            weights=tuple(tf.tile(w, [batch, 1, 1]) for w in weights), trace=tf.tile(trace, [batch, 1]),
             calcium=tf.tile(calcium, [batch, 1]), **self._fresh_rates(batch))
         counts_all = tf.TensorArray(tf.float32, size=groups)
         raster = tf.TensorArray(tf.bool, size=groups * steps)
         astro_trace = tf.TensorArray(tf.float32, size=groups * steps)
+
+        def spike_step(state):          # steps 1, 2 and 4, and the kernel of step 5
+            spikes, membrane, since_spike = spike_and_reset(state, p)
+            return spikes, membrane, since_spike, synaptic_kernel(since_spike, p.tau_syn)
+
         for g in tf.range(groups):
             if self.phase == "sample":                       # one group: the whole batch
                 group_inputs, group_keys = inputs, keys
@@ -414,21 +483,22 @@ class PlasticSimulator:
             state = initial_state(batch, self.n_neurons)
             plastic = plastic._replace(**self._fresh_rates(batch))
             counts = tf.zeros([batch, self.n_res])
+            spikes, membrane, since_spike, kernel = spike_step(state)
             for t in tf.range(steps):
-                spikes, membrane, since_spike = spike_and_reset(state, p)
                 counts += spikes[:, : self.n_res]
                 if self.rule == "apstdp":
                     plastic = plastic._replace(
                         calcium=rules.calcium_step(plastic.calcium, spikes, self.params.calcium_tau))
-                pre_kernel = tf.gather(synaptic_kernel(since_spike, p.tau_syn), self._pre, axis=1)
-                reservoir_current = per_row_weight_current(pre_kernel, plastic.weights)
+                reservoir_current = self._reservoir_current(plastic.weights, kernel)
                 input_current = self.params.input_current * _input_spikes(
                     group_inputs, group_keys, t, event_mode, self._pixel_codes)
                 state = integrate(spikes, membrane, since_spike, state.refractory,
                                   tf.concat([reservoir_current, input_current], axis=1), p)
-                plastic = self._step_weights(plastic, spikes)
+                after = tf.minimum(tf.abs(reservoir_current[0, 0]), 0.0)
+                plastic = self._step_weights(plastic, spikes, after)
                 raster = raster.write(g * steps + t, (spikes > 0.0) & record)
                 astro_trace = astro_trace.write(g * steps + t, plastic.astro[:, 0, 0])
+                spikes, membrane, since_spike, kernel = spike_step(state)
             counts_all = counts_all.write(g, counts)
 
         def by_row(stacked, tail):      # [groups * steps, batch, *tail] -> [rows, steps, *tail]
@@ -451,11 +521,12 @@ class PlasticSimulator:
             zeros = np.zeros((1, self.n_neurons), np.float32)
             start = StreamCarry(self.weights[np.newaxis], zeros, zeros)
         out = self._loop(tf.constant(inputs), tf.constant(keys),
-                         tf.constant(self.table.to_table(np.asarray(start.weights, np.float32))),
+                         tuple(tf.constant(w) for w in self.table.to_table(np.asarray(start.weights, np.float32))),
                          tf.constant(start.trace, tf.float32), tf.constant(start.calcium, tf.float32),
                          int(steps), event_mode, bool(record))
-        counts, raster, astro, weights, trace, calcium = (x.numpy() for x in out)
-        return PlasticRun(counts.astype(np.int32), raster, astro, self.table.to_list(weights), trace, calcium)
+        counts, raster, astro, trace, calcium = (x.numpy() for x in (*out[:3], *out[4:]))
+        weights = self.table.to_list([w.numpy() for w in out[3]])
+        return PlasticRun(counts.astype(np.int32), raster, astro, weights, trace, calcium)
 
 
 # ----------------------------------------------------------------------------------------------
