@@ -7,8 +7,9 @@ import tensorflow as tf
 
 from lsm_core import Network, simulate
 from lsm_core.randomness import sample_keys, step_pixel_uniform_np
-from lsm_core.simulator import (LiquidSimulator, LiquidState, NeuronParams, initial_state, integrate,
-                                spike_and_reset, synapse_weights, synaptic_kernel)
+from lsm_core.simulator import (LiquidSimulator, LiquidState, NeuronParams, PlasticSimulator, SimParams,
+                                SynapseTable, initial_state, integrate, spike_and_reset, synapse_weights,
+                                synaptic_kernel)
 
 TAU_V, THRESH = 64.0, 20.0
 
@@ -272,3 +273,44 @@ print("same")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("same")
+
+
+# ----------------------------------------------------------------------------------------------
+# The synapse table of the learning loop (sliced ELL: row groups by in-degree)
+# ----------------------------------------------------------------------------------------------
+
+def test_synapse_table_holds_every_synapse_once_and_round_trips():
+    net = Network.generate(dims=(4, 4, 4), n_input=30, seed=5)
+    syn = net.synapses()
+    table = SynapseTable.build(net, w_max=3.0, n_groups=3)
+    assert len(table.groups) == 3
+    assert sorted(np.concatenate([g.rows for g in table.groups]).tolist()) == list(range(net.n_res))
+    assert np.array_equal(table.order[table.inverse], np.arange(net.n_res))
+    used = np.concatenate([g.synapse[g.synapse >= 0] for g in table.groups])
+    assert sorted(used.tolist()) == list(range(len(syn.post)))              # each synapse in one slot
+    for g in table.groups:
+        filled = g.synapse >= 0
+        assert g.pre.shape[1] == filled.sum(axis=1).max()                   # padded to the group's own degree
+        assert np.array_equal(g.pre[filled], syn.pre[g.synapse[filled]])
+        assert np.array_equal(syn.post[g.synapse[filled]], np.broadcast_to(g.rows[:, None], g.pre.shape)[filled])
+        empty = ~filled                                                      # empty slots: bounds [0, 0]
+        assert not g.sign[empty].any() and not g.lower[empty].any() and not g.upper[empty].any()
+    degree = np.bincount(syn.post, minlength=net.n_res)
+    widths = [g.pre.shape[1] for g in table.groups]
+    assert widths == sorted(widths) and widths[-1] == degree.max()          # sorted by in-degree
+    weights = np.random.default_rng(0).normal(size=(2, len(syn.post))).astype(np.float32)
+    assert np.array_equal(table.to_list(table.to_table(weights)), weights)
+
+
+def test_number_of_row_groups_does_not_change_the_dynamics():
+    net = Network.generate(dims=(4, 4, 4), n_input=30, seed=6)
+    probabilities = np.random.default_rng(1).random((3, 30)).astype(np.float32) * 0.3
+    keys = sample_keys(0, "simulate", np.arange(3))
+    runs = []
+    for n_groups in (1, 4):
+        sim = PlasticSimulator(net, synapse_weights(net, 3.0), "nalsm", "sample", SimParams(astro_w=0.015),
+                               n_groups=n_groups)
+        assert len(sim.table.groups) == n_groups
+        runs.append(sim.run(probabilities, keys, steps=60))
+    assert np.array_equal(runs[0].spikes, runs[1].spikes)
+    np.testing.assert_allclose(runs[0].weights, runs[1].weights, rtol=0, atol=1e-6)
