@@ -53,7 +53,8 @@ class Events(NamedTuple):
     polarity: np.ndarray
     t: np.ndarray
 
-    def __len__(self) -> int:
+    @property
+    def n_events(self) -> int:
         return len(self.t)
 
 
@@ -433,8 +434,8 @@ def check_recordings(split: EventSplit, count: int = 100) -> dict:
     sizes, t_max, on = [], 0, 0
     for row in rows.tolist():
         events = split.events(row)
-        sizes.append(len(events))
-        if len(events):
+        sizes.append(events.n_events)
+        if events.n_events:
             t_max = max(t_max, int(events.t.max()))
             on += int(events.polarity.sum())
     return {"checked": len(rows), "events_mean": float(np.mean(sizes)), "events_min": int(min(sizes)),

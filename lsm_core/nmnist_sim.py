@@ -360,7 +360,7 @@ def recording_statistics(events: Events, params: SimParams = DEFAULT_PARAMS) -> 
     pixels = np.count_nonzero(np.bincount(np.asarray(events.y, np.int64) * SENSOR + events.x, minlength=N_PIXELS))
     offset = t % saccade_us
     near_turn = int(np.sum(np.minimum(offset, saccade_us - offset) < 5000))
-    return np.array([len(events), int(np.sum(events.polarity)), *per_saccade, pixels, near_turn], np.int64)
+    return np.array([events.n_events, int(np.sum(events.polarity)), *per_saccade, pixels, near_turn], np.int64)
 
 
 def summarise(stats: np.ndarray, labels: np.ndarray, params: SimParams = DEFAULT_PARAMS) -> dict:

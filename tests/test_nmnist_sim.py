@@ -81,7 +81,7 @@ def test_a_recording_does_not_depend_on_its_batch(mnist):
 
 def test_statistics_match_the_published_nmnist(sample):
     events, _ = sample
-    counts = np.array([len(e) for e in events])
+    counts = np.array([e.n_events for e in events])
     # about 4,000 events per 300 ms recording on average (60 digits: standard error ~100)
     assert abs(counts.mean() - ns.TARGET_MEAN_EVENTS) < 0.12 * ns.TARGET_MEAN_EVENTS
     assert 0.1 * counts.mean() < counts.std() < 0.4 * counts.mean()
@@ -112,11 +112,11 @@ def test_statistics_match_the_published_nmnist(sample):
 def test_blank_image_gives_only_noise_at_the_configured_rate():
     blank = np.zeros((20, 28, 28), np.uint8)
     rngs = [ns.recording_rng(0, "train", i) for i in range(20)]
-    assert sum(len(e) for e in ns.render_batch(blank, rngs, replace(ns.DEFAULT_PARAMS, noise_rate_hz=0.0))) == 0
+    assert sum(e.n_events for e in ns.render_batch(blank, rngs, replace(ns.DEFAULT_PARAMS, noise_rate_hz=0.0))) == 0
     params = replace(ns.DEFAULT_PARAMS, noise_rate_hz=2.0)
     events = ns.render_batch(blank, [ns.recording_rng(0, "train", i) for i in range(20)], params)
     expected = 20 * 2.0 * SENSOR * SENSOR * 0.3                  # 13,872 events
-    total = sum(len(e) for e in events)
+    total = sum(e.n_events for e in events)
     assert abs(total - expected) < 4 * np.sqrt(expected)
     t = np.concatenate([e.t for e in events])
     on = np.concatenate([e.polarity for e in events])
@@ -148,7 +148,7 @@ def test_refractory_period_spaces_events_of_a_pixel(mnist):
     free = ns.render_recording(digit, ns.recording_rng(0, "train", 1), replace(ns.DEFAULT_PARAMS, **QUIET))
     params = replace(ns.DEFAULT_PARAMS, **dict(QUIET, refractory_ms=10.0))
     blind = ns.render_recording(digit, ns.recording_rng(0, "train", 1), params)
-    assert 0 < len(blind) < len(free)
+    assert 0 < blind.n_events < free.n_events
     pixel = blind.y.astype(np.int64) * SENSOR + blind.x
     for p in np.unique(pixel):
         gaps = np.diff(blind.t[pixel == p])
@@ -164,10 +164,10 @@ def test_jitter_and_mismatch_change_timing_and_counts(mnist):
 
     base = ns.render_recording(digit, rng(), replace(ns.DEFAULT_PARAMS, **QUIET))
     jittered = ns.render_recording(digit, rng(), replace(ns.DEFAULT_PARAMS, **dict(QUIET, jitter_ms=0.3)))
-    assert len(jittered) == len(base) and not np.array_equal(jittered.t, base.t)
+    assert jittered.n_events == base.n_events and not np.array_equal(jittered.t, base.t)
     assert abs(np.mean(np.sort(jittered.t) - np.sort(base.t))) < 100
     mismatched = ns.render_recording(digit, rng(), replace(ns.DEFAULT_PARAMS, **dict(QUIET, threshold_mismatch=0.3)))
-    assert len(mismatched) != len(base)
+    assert mismatched.n_events != base.n_events
 
 
 def test_events_decode_and_bin(sample, tmp_path):
@@ -177,7 +177,7 @@ def test_events_decode_and_bin(sample, tmp_path):
     for a, b in zip(back, events):
         np.testing.assert_array_equal(a, b)
     raster = bin_events(back, 300)
-    assert raster.shape == (300, 2 * SENSOR * SENSOR) and 0 < raster.sum() <= len(events)
+    assert raster.shape == (300, 2 * SENSOR * SENSOR) and 0 < raster.sum() <= events.n_events
     assert raster[:, SENSOR * SENSOR:].sum() > 0 and raster[:, :SENSOR * SENSOR].sum() > 0
 
 
@@ -301,7 +301,7 @@ def test_command_writes_a_subset(tmp_path):
                                        "--seed", "5", "--jobs", "1"]) == 0
     marker = json.loads((out / ns.MARKER).read_text())
     assert (marker["seed"], marker["train_count"], marker["test_count"]) == (5, 2, 1)
-    assert len(read_bin(out / "test_all" / "00001.bin")) > 1000
+    assert read_bin(out / "test_all" / "00001.bin").n_events > 1000
 
 
 @pytest.mark.parametrize("argv, message", [
