@@ -7,13 +7,17 @@ COMMANDS = {
     "network": ("lsm_core.network", "network_command", "generate a liquid: networks/Network_<N>.npz"),
     "datasets": ("lsm_core.datasets", "datasets_command", "fetch, build or verify datasets"),
     "bench": ("lsm_core.bench", "bench_command", "measure simulation speed (sample-ms/s)"),
+    "report": ("lsm_core.report", "report_command", "results of runs as a table or CSV; validation curves"),
+    "branching": ("lsm_core.branching", "branching_command", "branching factor of a run's stored rasters"),
+    "kernel-quality": ("lsm_core.kernel_quality", "kernel_quality_command",
+                       "kernel quality of a run: ranks SP (test counts) and AP (noisy inputs)"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: python -m lsm_core <command> [options]   (<command> --help for its options)", "",
              "commands:"]
-    lines += [f"  {name:<10} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    lines += [f"  {name:<15} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
     return "\n".join(lines)
 
 
