@@ -269,7 +269,7 @@ def noisy_test_counts(config, folder, net, weights, split, settings: dict, log: 
     counts made with other `settings` are a UserError."""
     import json
 
-    from lsm_core.pipeline import _batch_simulator
+    from lsm_core.pipeline import batch_simulator
     from lsm_core.progress import progress_bar
     from lsm_core.randomness import sample_keys
 
@@ -289,7 +289,7 @@ def noisy_test_counts(config, folder, net, weights, split, settings: dict, log: 
     if todo:
         log(f"noisy test counts: {len(todo) * block_size} samples to simulate"
             + (f" ({len(done) * block_size} already done)" if done else ""))
-        simulate_batch = _batch_simulator(config, net, weights, devices, log)
+        simulate_batch = batch_simulator(config, net, weights, devices, log)
         none = np.zeros(0, np.int64)
         with progress_bar(len(todo) * block_size, "noisy test counts", "sample") as bar:
             for block in todo:
@@ -452,7 +452,7 @@ def _noisy_counts(config, folder, params, args, log) -> tuple:
     if folder.file("W_INI.npz").exists():
         weights = folder.load_npz("W_INI.npz")["weights"]
     elif not config.model_spec.has_init_phase:
-        weights = pipeline._start_weights(config, net)
+        weights = pipeline.start_weights(config, net)
     else:
         raise UserError(f"{folder.file('W_INI.npz')} does not exist: the run's init phase has not finished. Re-run "
                         f"its script with the same answers to complete it, then try again.")
@@ -464,5 +464,5 @@ def _noisy_counts(config, folder, params, args, log) -> tuple:
     if not final.exists():
         devices = check_devices(config.gpu, False, log)
         log(f"noisy test counts on {', '.join(devices)}: {settings['kind']}")
-    data = noisy_test_counts(config, folder, net, weights, split, settings, log, pipeline._compute_devices(config))
+    data = noisy_test_counts(config, folder, net, weights, split, settings, log, pipeline.compute_devices(config))
     return data, settings, time.perf_counter() - start

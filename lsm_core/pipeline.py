@@ -32,15 +32,15 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
     splits, data = _load_splits(config, log or print)   # missing data stops the run before anything is written
     net, folder, log, devices = _open_run(config, log, data)
     timings = folder.read_json("timings.json", default={}) or {}
-    start_weights = _start_weights(config, net)
+    w_start = start_weights(config, net)
     if model.has_init_phase:
-        w_ini = _init_phase(config, folder, net, start_weights, splits["init_pool"], timings, log)
+        w_ini = _init_phase(config, folder, net, w_start, splits["init_pool"], timings, log)
     else:
-        w_ini = start_weights
+        w_ini = w_start
         _save_weights(folder, "W_INI.npz", net, w_ini)
-    counts = _spike_count_phase(config, folder, net, w_ini, splits, timings, log, _compute_devices(config))
+    counts = _spike_count_phase(config, folder, net, w_ini, splits, timings, log, compute_devices(config))
     summary = _readout_phase(config, folder, counts, timings, log)
-    _plots(config, folder, net, start_weights, w_ini, log)
+    _plots(config, folder, net, w_start, w_ini, log)
     summary.update(model=model.name, dataset=config.dataset, dataset_title=config.dataset_title,
                    dataset_simulated=config.dataset_simulated, version=config.version,
                    net_num=config.net_num, liquid=format_dims(net.dims), n_res=net.n_res,
@@ -130,7 +130,7 @@ def _run_info(config: RunConfig, generated: bool) -> dict:
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def _start_weights(config: RunConfig, net: Network) -> np.ndarray:
+def start_weights(config: RunConfig, net: Network) -> np.ndarray:
     """The liquid's weights before any learning, float32 [n_syn]: sign x the model's magnitude
     (w_max for NALSM and LSM+STDP, INTIAL_ABS_W_SCLR for LSM and LSM+AP-STDP; SPEC 3.1)."""
     from lsm_core.simulator import synapse_weights
@@ -163,7 +163,7 @@ def _save_weights(folder: RunFolder, name: str, net: Network, weights) -> None:
 INIT_CHUNK = 250          # snapshots per compiled call and per checkpoint (5000 ms of the stream)
 
 
-def _init_phase(config, folder: RunFolder, net, start_weights, pool, timings, log) -> np.ndarray:
+def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log) -> np.ndarray:
     """One stream of `init_samples` shuffled training samples, 20 ms each, batch 1 (SPEC 3.7 step 1);
     checkpointed every chunk so that an interrupted init resumes.  Returns W_INI [n_syn]."""
     if folder.file("W_INI.npz").exists():
@@ -174,14 +174,14 @@ def _init_phase(config, folder: RunFolder, net, start_weights, pool, timings, lo
     starts = _init_window_starts(config)
     duration = PAPER.protocol.init_duration_ms
     zeros = np.zeros((1, net.n_neurons), np.float32)
-    carry, done = StreamCarry(start_weights[np.newaxis], zeros, zeros), 0
+    carry, done = StreamCarry(w_start[np.newaxis], zeros, zeros), 0
     if folder.file("init_state.npz").exists():
         saved = folder.load_npz("init_state.npz")
         carry, done = StreamCarry(saved["weights"], saved["trace"], saved["calcium"]), int(saved["done"])
     rule = config.model_spec.init_rule
     log(f"init phase: {rule} over {config.init_samples} shuffled training samples x {duration} ms, batch 1"
         + (f" (resuming after {done})" if done else ""))
-    simulator = PlasticSimulator(net, start_weights, rule, "init", _sim_params(config))
+    simulator = PlasticSimulator(net, w_start, rule, "init", _sim_params(config))
     with progress_bar(config.init_samples, "init phase", "sample", initial=done) as bar:
         while done < config.init_samples:
             start_time = time.perf_counter()
@@ -216,7 +216,7 @@ def _raster_batch(start: int, batch_size: int, every: int = PAPER.protocol.raste
     return (start + batch_size - 1) // every > (start - 1) // every
 
 
-def _compute_devices(config: RunConfig):
+def compute_devices(config: RunConfig):
     """TensorFlow devices to split each batch over: every visible GPU when several were asked for."""
     import tensorflow as tf
 
@@ -234,7 +234,7 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
     if remaining:
         done = sum(config.split_sizes.values()) - remaining
         log(f"spike counts: {remaining} samples to simulate" + (f" ({done} already done)" if done else ""))
-        simulate_batch = _batch_simulator(config, net, weights, devices, log)
+        simulate_batch = batch_simulator(config, net, weights, devices, log)
         rows = raster_rows(batch)
         starts = [(split, block * block_size + b * batch) for split, blocks in todo.items() for block in blocks
                   for b in range(per_block)]                # every batch to simulate, in the order below
@@ -284,7 +284,7 @@ def _read_ahead(load: Callable, items) -> Iterator:
             yield pending.result()
 
 
-def _batch_simulator(config, net, weights, devices, log):
+def batch_simulator(config, net, weights, devices, log):
     """A function (inputs, keys, raster rows) -> (counts, rasters, astrocyte traces) for one batch of
     the spike-count phase: fixed weights for LSM and LSM+AP-STDP, learning within every sample (from
     W_INI at every batch) for NALSM and LSM+STDP."""
@@ -404,7 +404,7 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) 
 # Plots
 # ----------------------------------------------------------------------------------------------
 
-def _plots(config, folder: RunFolder, net, start_weights, w_ini, log) -> None:
+def _plots(config, folder: RunFolder, net, w_start, w_ini, log) -> None:
     from lsm_core.readout import read_history_csv
 
     title = f"{config.model} on {config.dataset_title}, VERSION {config.version}"
@@ -423,7 +423,7 @@ def _plots(config, folder: RunFolder, net, start_weights, w_ini, log) -> None:
     if config.model_spec.has_init_phase:
         classes = net.synapses().pre_class
         names = {EXC: "E→res", INH: "I→res", INPUT: "input→res"}
-        by_class = [{name: weights[classes == c] for c, name in names.items()} for weights in (start_weights, w_ini)]
+        by_class = [{name: weights[classes == c] for c, name in names.items()} for weights in (w_start, w_ini)]
         written.append(plots.plot_weight_histograms(*by_class, folder.file("weights.png"),
                                                     title=f"{title}: weights before and after the init phase"))
     log("plots: " + ", ".join(path.name for path in written))
