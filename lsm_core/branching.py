@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from lsm_core.cli import int_option
 from lsm_core.errors import UserError
 
 __all__ = [
@@ -161,18 +162,6 @@ def plot_branching(result: BranchingResult, path, title: str = "") -> Path:
     return Path(path)
 
 
-def _int_at_least(minimum: int):
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: at least {minimum}")
-        return value
-    return convert
-
-
 def branching_command(argv) -> int:
     """`python -m lsm_core branching VERSION`: branching factor from the run's stored rasters."""
     from lsm_core.report import load_run_network, open_run, parse_version, run_config
@@ -190,9 +179,9 @@ def branching_command(argv) -> int:
                         help="folder of the run's Network_<NET_NUM>.npz (default: the one the run used)")
     parser.add_argument("--split", choices=("all",) + RASTER_SPLITS, default="all",
                         help="rasters of which split to use (default: all stored rasters)")
-    parser.add_argument("--margin", type=_int_at_least(0), default=DEFAULT_MARGIN_MS, metavar="MS",
+    parser.add_argument("--margin", type=int_option(0), default=DEFAULT_MARGIN_MS, metavar="MS",
                         help=f"ms cut from both ends of each sample (default: {DEFAULT_MARGIN_MS})")
-    parser.add_argument("--window", type=_int_at_least(1), default=DEFAULT_WINDOW_MS, metavar="MS",
+    parser.add_argument("--window", type=int_option(1), default=DEFAULT_WINDOW_MS, metavar="MS",
                         help=f"length of the source and target windows in ms (default: {DEFAULT_WINDOW_MS})")
     args = parser.parse_args(list(argv))
     version = parse_version(args.version)

@@ -40,7 +40,8 @@ def format_user_error(exc: BaseException) -> str:
                          break_long_words=False, break_on_hyphens=False)
 
 
-def _int_option(minimum: int = 1, maximum: int | None = None):
+def int_option(minimum: int = 1, maximum: int | None = None):
+    """An argparse `type` for whole numbers in [minimum, maximum] (no upper bound when None)."""
     def convert(text: str) -> int:
         try:
             value = int(text)
@@ -99,21 +100,21 @@ def build_parser(model: str, dataset: str) -> argparse.ArgumentParser:
                                      epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
-    add("--train-samples", type=_int_option(1, proto.train_samples), default=proto.train_samples,
+    add("--train-samples", type=int_option(1, proto.train_samples), default=proto.train_samples,
         metavar="N", help=f"training samples (default and maximum: {proto.train_samples})")
-    add("--valid-samples", type=_int_option(1, proto.valid_samples), default=proto.valid_samples,
+    add("--valid-samples", type=int_option(1, proto.valid_samples), default=proto.valid_samples,
         metavar="N", help=f"validation samples (default and maximum: {proto.valid_samples})")
-    add("--test-samples", type=_int_option(1, proto.test_samples), default=proto.test_samples,
+    add("--test-samples", type=int_option(1, proto.test_samples), default=proto.test_samples,
         metavar="N", help=f"test samples (default and maximum: {proto.test_samples})")
     init_note = "" if MODELS[model].has_init_phase else "; this model has no init phase: ignored"
-    add("--init-samples", type=_int_option(1), default=proto.init_samples, metavar="N",
+    add("--init-samples", type=int_option(1), default=proto.init_samples, metavar="N",
         help=f"samples of the init phase (default: {proto.init_samples}{init_note})")
-    add("--readout-epochs", type=_int_option(1), default=PAPER.readout.epochs, metavar="N",
+    add("--readout-epochs", type=int_option(1), default=PAPER.readout.epochs, metavar="N",
         help=f"readout training epochs (default: {PAPER.readout.epochs})")
     max_ms = proto.nmnist_recording_ms if DATASETS[dataset].mode == "event" else None
-    add("--duration-ms", type=_int_option(1, max_ms), default=proto.duration_ms, metavar="N",
+    add("--duration-ms", type=int_option(1, max_ms), default=proto.duration_ms, metavar="N",
         help=f"sample-phase duration per sample in ms (default: {proto.duration_ms})")
-    add("--seed", type=_int_option(0, SEED_MAX), default=None, metavar="N",
+    add("--seed", type=int_option(0, SEED_MAX), default=None, metavar="N",
         help=f"one seed for everything, 0 to {SEED_MAX} (default: drawn at random and recorded "
              f"in params.json; a resumed VERSION reuses its recorded seed)")
     dims = "x".join(map(str, PAPER.generation.default_dims))

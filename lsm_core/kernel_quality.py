@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lsm_core.cli import int_option
 from lsm_core.config import PAPER
 from lsm_core.errors import UserError
 
@@ -324,18 +325,6 @@ def _delete_noisy_counts(folder) -> None:
 # Command
 # ----------------------------------------------------------------------------------------------
 
-def _count_at_least(minimum: int):
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: at least {minimum}")
-        return value
-    return convert
-
-
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -362,15 +351,15 @@ def _parser() -> argparse.ArgumentParser:
     add("--data-dir", metavar="DIR", help="dataset folder (default: the run's)")
     add("--gpu", metavar="ANSWER", default=None,
         help="device for the noisy counts, as the GPU prompt takes it (0, 0,1, cpu; default: the run's answer)")
-    add("--per-class", type=_count_at_least(1), default=PER_CLASS, metavar="N",
+    add("--per-class", type=int_option(1), default=PER_CLASS, metavar="N",
         help=f"test samples of each class in one draw (default: {PER_CLASS})")
-    add("--draws", type=_count_at_least(1), default=DRAWS, metavar="N",
+    add("--draws", type=int_option(1), default=DRAWS, metavar="N",
         help=f"random draws averaged (default: {DRAWS})")
     add("--noise-std", type=_non_negative, default=NOISE_STD, metavar="X",
         help=f"MNIST / Fashion-MNIST pixel noise, 0-255 scale (default: {NOISE_STD:g})")
     add("--shift-std-ms", type=_non_negative, default=SHIFT_STD_MS, metavar="MS",
         help=f"N-MNIST time shift per recording (default: {SHIFT_STD_MS:g})")
-    add("--seed", type=_count_at_least(0), default=None, metavar="N",
+    add("--seed", type=int_option(0), default=None, metavar="N",
         help="seed of the random draws (default: from the run's seed; the noise always comes from the run's seed)")
     add("--sp-only", action="store_true", help="compute SP only (no simulation)")
     add("--recompute-noisy", action="store_true", help="delete stored noisy test counts and simulate them anew")
