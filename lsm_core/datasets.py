@@ -377,21 +377,23 @@ def _download(url: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
         return response.read()
 
 
-def _file_verifies(name: str, path: Path) -> bool:
+def _already_there(name: str, title: str, path: Path, log: Callable[[str], None]) -> bool:
+    """True when `path` holds a dataset that passes its checks (nothing to fetch); says so either way."""
+    if not path.is_file():
+        return False
     try:
         load_image_dataset(name, path.parent, verify=True)
-        return True
     except UserError:
+        log(f"{path} is present but damaged or not the standard {title}; replacing it.")
         return False
+    log(f"{path} is present and matches the {title} checksums; nothing to do.")
+    return True
 
 
 def _fetch_mnist(data_dir, source_dir, log: Callable[[str], None]) -> Path:
     path = dataset_path("mnist", data_dir)
-    if path.is_file():
-        if _file_verifies("mnist", path):
-            log(f"{path} is present and matches the MNIST checksums; nothing to do.")
-            return path
-        log(f"{path} is present but damaged or not the standard MNIST; replacing it.")
+    if _already_there("mnist", "MNIST", path, log):
+        return path
     if source_dir is not None:
         source_dir = Path(source_dir)
         if (source_dir / "mnist.pkl.gz").is_file():
@@ -494,11 +496,8 @@ def _download_fmnist(log: Callable[[str], None]) -> dict:
 
 def _fetch_fmnist(data_dir, source_dir, log: Callable[[str], None]) -> Path:
     path = dataset_path("fmnist", data_dir)
-    if path.is_file():
-        if _file_verifies("fmnist", path):
-            log(f"{path} is present and matches the Fashion-MNIST checksums; nothing to do.")
-            return path
-        log(f"{path} is present but damaged or not the standard Fashion-MNIST; replacing it.")
+    if _already_there("fmnist", "Fashion-MNIST", path, log):
+        return path
     if source_dir is not None:
         build_fmnist_from_idx(source_dir, path)
         log(f"Built {path} from the IDX files in {source_dir}; checksums match.")
