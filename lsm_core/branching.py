@@ -24,6 +24,7 @@ import numpy as np
 from scipy import sparse
 
 from lsm_core.cli import int_option
+from lsm_core.config import EVALUATION
 from lsm_core.errors import UserError
 
 __all__ = [
@@ -35,8 +36,8 @@ __all__ = [
     "plot_branching",
 ]
 
-DEFAULT_MARGIN_MS = 25        # cut from both ends of the sample (SPEC 3.8)
-DEFAULT_WINDOW_MS = 4         # source and target windows (SPEC 3.8)
+DEFAULT_MARGIN_MS = EVALUATION.branching_margin_ms    # cut from both ends of the sample (SPEC 3.8)
+DEFAULT_WINDOW_MS = EVALUATION.branching_window_ms    # source and target windows (SPEC 3.8)
 RASTER_SPLITS = ("valid", "test", "train")
 
 

@@ -95,6 +95,22 @@ class PaperConstants:
 PAPER = PaperConstants()
 
 
+@dataclass(frozen=True)
+class EvaluationConstants:
+    """Settings of the evaluation tools (SPEC 3.8).  Kept apart from PAPER because they do not
+    change a run's numbers (PAPER is part of every run's identity)."""
+
+    branching_margin_ms: int = 25          # cut from both ends of each 250 ms sample
+    branching_window_ms: int = 4           # source window [t-4, t) and target window [t+1, t+5)
+    kernel_per_class: int = 100            # test samples per class in one rank draw
+    kernel_draws: int = 1000               # draws averaged
+    kernel_noise_std: float = 125.0        # MNIST/Fashion-MNIST pixel noise, 0-255 scale
+    kernel_shift_std_ms: float = 10.0      # N-MNIST time shift per recording
+
+
+EVALUATION = EvaluationConstants()
+
+
 # ----------------------------------------------------------------------------------------------
 # Prompts, models, datasets
 # ----------------------------------------------------------------------------------------------

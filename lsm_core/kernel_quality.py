@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lsm_core.cli import int_option
-from lsm_core.config import PAPER
+from lsm_core.config import EVALUATION, PAPER
 from lsm_core.errors import UserError
 
 __all__ = [
@@ -59,10 +59,10 @@ __all__ = [
     "shift_events",
 ]
 
-NOISE_STD = 125.0          # pixel noise, 0-255 scale (SPEC 3.8)
-SHIFT_STD_MS = 10.0        # N-MNIST time shift (SPEC 3.8)
-PER_CLASS = 100            # test samples per class in one draw
-DRAWS = 1000               # random draws averaged
+NOISE_STD = EVALUATION.kernel_noise_std          # pixel noise, 0-255 scale (SPEC 3.8)
+SHIFT_STD_MS = EVALUATION.kernel_shift_std_ms    # N-MNIST time shift (SPEC 3.8)
+PER_CLASS = EVALUATION.kernel_per_class          # test samples per class in one draw
+DRAWS = EVALUATION.kernel_draws                  # random draws averaged
 NOISY_SPLIT = "noisy_test"
 _SEED_STREAMS = {"noise": 1, "draws": 2}     # sub-streams of the run seed (np.random.default_rng([seed, 5, k]))
 
