@@ -236,6 +236,6 @@ def branching_command(argv) -> int:
               **result.summary(), "elapsed_s": round(elapsed, 4)}
     atomic_write_json(folder / "branching.json", record)
     plot_branching(result, folder / "branching.png",
-                   title=f"{config.model} on {config.dataset}, VERSION {version}: branching factor")
+                   title=f"{config.model} on {config.dataset_title}, VERSION {version}: branching factor")
     print(f"wrote {folder / 'branching.json'} and {folder / 'branching.png'}")
     return 0
