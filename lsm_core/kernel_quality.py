@@ -376,8 +376,8 @@ def _ranks_timed(counts, labels, per_class: int, draws: int, seed_rng) -> tuple:
 def kernel_quality_command(argv) -> int:
     """`python -m lsm_core kernel-quality VERSION`: SP and AP of a run; writes kernel_quality.json."""
     from lsm_core.prompts import parse_gpu
-    from lsm_core.report import open_run, parse_version, run_config
-    from lsm_core.runfolder import RunFolder, RunLog
+    from lsm_core.report import parse_version
+    from lsm_core.runfolder import RunFolder, RunLog, open_run, run_config
 
     args = _parser().parse_args(list(argv))
     version = parse_version(args.version)
@@ -430,7 +430,7 @@ def _noisy_counts(config, folder, params, args, log) -> tuple:
     import sys
 
     from lsm_core.devices import apply_gpu_choice, check_devices
-    from lsm_core.report import load_run_network
+    from lsm_core.runfolder import load_run_network
 
     start = time.perf_counter()
     if "tensorflow" not in sys.modules:        # the device must be chosen before TensorFlow starts

@@ -20,7 +20,14 @@ from lsm_core.errors import UserError
 from lsm_core.network import EXC, INH, INPUT, Network, ensure_network, format_dims
 from lsm_core.progress import progress_bar
 from lsm_core.randomness import sample_keys
-from lsm_core.runfolder import RunFolder, RunLog, raster_rows, run_identity
+from lsm_core.runfolder import (
+    RunFolder,
+    RunLog,
+    history_to_csv,
+    raster_rows,
+    read_history_csv,
+    run_identity,
+)
 
 SPLIT_ORDER = ("valid", "test", "train")      # the paper's order: validation, test, training
 
@@ -350,9 +357,7 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) 
     from lsm_core.readout import (
         ReadoutState,
         best_epoch,
-        history_to_csv,
         normalise_counts,
-        read_history_csv,
         train_readout,
     )
 
@@ -405,7 +410,6 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) 
 # ----------------------------------------------------------------------------------------------
 
 def _plots(config, folder: RunFolder, net, w_start, w_ini, log) -> None:
-    from lsm_core.readout import read_history_csv
 
     title = f"{config.model} on {config.dataset_title}, VERSION {config.version}"
     written = [plots.plot_accuracy(read_history_csv(folder.file("history.csv")), folder.file("accuracy.png"),

@@ -14,7 +14,7 @@
   epoch.  The best-validation weights (first epoch of the highest validation accuracy) are tracked inside
   the same call.
 
-History rows are plain dicts with the keys of `HISTORY_COLUMNS`; accuracies are fractions in [0, 1];
+History rows are plain dicts with the keys of `runfolder.HISTORY_COLUMNS`; accuracies are fractions in [0, 1];
 `train_loss` is the mean over the epoch's batches of each batch's loss (L2 term included) before that
 batch's update, `valid_loss` the mean loss over the validation samples (L2 term included) at the end of
 the epoch.
@@ -25,12 +25,10 @@ paper's 5000 epochs take about 8.5 minutes.  `time_epochs` measures it.
 """
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import math
 import time
-from typing import Callable, Iterable, NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -40,12 +38,10 @@ from lsm_core.errors import UserError
 from lsm_core.storage import atomic_save_npz, load_npz
 
 __all__ = [
-    "HISTORY_COLUMNS", "ReadoutState", "normalise_counts", "soft_targets", "predict", "accuracy",
-    "batch_loss_and_grads", "adadelta_update", "train_readout", "best_epoch", "history_to_csv",
-    "parse_history_csv", "read_history_csv", "time_epochs",
+    "ReadoutState", "normalise_counts", "soft_targets", "predict", "accuracy",
+    "batch_loss_and_grads", "adadelta_update", "train_readout", "best_epoch", "time_epochs",
 ]
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "train_acc", "valid_acc", "test_acc")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -390,41 +386,6 @@ def best_epoch(history: Sequence[dict]) -> Optional[dict]:
         if best is None or acc > float(best["valid_acc"]):
             best = row
     return best
-
-
-def _format(value) -> str:
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return repr(float(value))  # shortest text that reads back to the same float
-
-
-def history_to_csv(rows: Iterable[dict]) -> str:
-    """CSV text with a header line and one line per epoch (floats written so they read back exactly)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(HISTORY_COLUMNS)
-    for row in rows:
-        writer.writerow([_format(row[name]) if name != "epoch" else str(int(row[name]))
-                         for name in HISTORY_COLUMNS])
-    return buffer.getvalue()
-
-
-def parse_history_csv(text: str) -> list:
-    """Rows of a history CSV text (as written by `history_to_csv`)."""
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or tuple(reader.fieldnames[:len(HISTORY_COLUMNS)]) != HISTORY_COLUMNS:
-        raise ValueError(f"history CSV must start with the columns {','.join(HISTORY_COLUMNS)}")
-    rows = []
-    for line in reader:
-        rows.append({name: int(line[name]) if name == "epoch" else float(line[name])
-                     for name in HISTORY_COLUMNS})
-    return rows
-
-
-def read_history_csv(path) -> list:
-    """Rows of a history.csv file: dicts with int `epoch` and float losses and accuracies."""
-    with open(path, "r", encoding="utf-8", newline="") as handle:
-        return parse_history_csv(handle.read())
 
 
 def time_epochs(n_features: int = 1000, n_train: int = 50000, n_valid: int = 10000, n_test: int = 10000,

@@ -5,8 +5,8 @@
 best validation accuracy), the best validation accuracy, the final training accuracy, the model, dataset
 (marked when simulated), liquid size, prompted scalars and wall times per phase (timings.json).
 `format_table` / `format_csv` print several records; `plot_validation_curves` draws their validation
-accuracy against the epoch.  `open_run` and `run_config` are shared with the other analysis tools
-(`branching`, `kernel-quality`), which need a finished part of a run rather than a status.
+accuracy against the epoch.  Reading a run folder back (`open_run`, `run_config`, `load_run_network`)
+lives in `runfolder.py`, shared with the other analysis tools (`branching`, `kernel-quality`).
 
 Nothing here imports TensorFlow, so a report takes well under a second per run.
 """
@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import hashlib
 import io
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -25,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lsm_core.config import MODELS, RunConfig
+from lsm_core.config import RunConfig
 from lsm_core.errors import UserError
-from lsm_core.runfolder import REPO_ROOT
+from lsm_core.runfolder import read_history_csv, read_json_file, run_config, run_folder_path
 
 __all__ = [
     "RunRecord",
@@ -35,14 +33,10 @@ __all__ = [
     "format_csv",
     "format_table",
     "is_simulated",
-    "load_run_network",
-    "open_run",
     "parse_version",
     "parse_versions",
     "plot_validation_curves",
     "report_command",
-    "run_config",
-    "run_folder_path",
 ]
 
 SPLITS = ("valid", "test", "train")
@@ -52,74 +46,6 @@ PHASES = ("init", "spike_counts", "readout")       # wall-time columns; spike_co
 # ----------------------------------------------------------------------------------------------
 # Run folders
 # ----------------------------------------------------------------------------------------------
-
-def run_folder_path(version: int, output_root=None) -> Path:
-    """`<output_root>/ver_<version>` (default root: the repository's train_data/)."""
-    root = Path(output_root) if output_root is not None else REPO_ROOT / "train_data"
-    return root / f"ver_{int(version)}"
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def open_run(version: int, output_root=None) -> tuple:
-    """(folder, params dict) of an existing run; a missing folder or params.json is a UserError."""
-    folder = run_folder_path(version, output_root)
-    where = f"under {folder.parent}" + ("" if output_root is not None else " (give --output-root for another place)")
-    if not folder.is_dir():
-        raise UserError(f"there is no run VERSION {version}: {folder} does not exist. Check the VERSION "
-                        f"number and the folder {where}.")
-    params = _read_json(folder / "params.json")
-    if not isinstance(params, dict) or not isinstance(params.get("identity"), dict):
-        raise UserError(f"{folder} has no readable params.json, so it is not a run folder this toolkit "
-                        f"can analyse. Check the VERSION number and the folder {where}.")
-    return folder, params
-
-
-def run_config(params: dict, output_root=None) -> RunConfig:
-    """The RunConfig a run was started with, from its params.json (`run.config`, else `identity`).
-
-    `output_root` (when given) replaces the recorded one, so a moved run folder still works.
-    """
-    recorded = (params.get("run") or {}).get("config") or params.get("identity") or {}
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    values = {k: v for k, v in recorded.items() if k in fields}
-    missing = [name for name in ("model", "dataset", "version", "net_num", "batch_size", "batches_per_block",
-                                 "scalars") if name not in values]
-    if missing or values.get("model") not in MODELS:
-        raise UserError(f"params.json of this run lacks {', '.join(missing) or 'a known model'}; it was not "
-                        f"written by this version of the toolkit and cannot be analysed.")
-    values.setdefault("gpu", "cpu")
-    values["dims"] = tuple(values.get("dims") or (0, 0, 0))
-    if output_root is not None:
-        values["output_root"] = str(output_root)
-    return RunConfig(**values)
-
-
-def load_run_network(config: RunConfig, params: dict, networks_dir=None):
-    """The run's liquid (`Network_<NET_NUM>.npz` from `networks_dir`, default the folder the run used),
-    checked against the SHA-256 recorded in params.json; a missing or changed file is a UserError."""
-    from lsm_core.network import Network, network_path
-
-    path = network_path(config.net_num, networks_dir if networks_dir is not None else config.networks_dir)
-    if not path.exists():
-        raise UserError(f"the run's liquid {path} does not exist. Point --networks-dir at the folder that holds "
-                        f"Network_{config.net_num}.npz (the network the run was made with).")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    recorded = params.get("identity", {}).get("network_sha256")
-    if recorded and recorded != digest.hexdigest():
-        raise UserError(f"{path} is not the liquid this run was made with (its SHA-256 differs from the one in "
-                        f"params.json); it was regenerated or replaced. Point --networks-dir at the original "
-                        f"Network_{config.net_num}.npz.")
-    return Network.load(path)
-
 
 def is_simulated(params) -> bool:
     """True when params.json marks the data as simulated: a truthy value under any key containing
@@ -142,17 +68,10 @@ def is_simulated(params) -> bool:
 def _history(path: Path) -> list:
     """(epoch, train_acc, valid_acc, test_acc) rows of history.csv; [] when missing or unreadable."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
+        rows = read_history_csv(path)
+    except (OSError, ValueError, KeyError):
         return []
-    rows = []
-    for line in csv.DictReader(io.StringIO(text)):
-        try:
-            rows.append((int(line["epoch"]), float(line["train_acc"]), float(line["valid_acc"]),
-                         float(line["test_acc"])))
-        except (KeyError, TypeError, ValueError):
-            break
-    return rows
+    return [(row["epoch"], row["train_acc"], row["valid_acc"], row["test_acc"]) for row in rows]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,21 +151,21 @@ def collect_run(version: int, output_root=None) -> RunRecord:
     folder = run_folder_path(version, output_root)
     if not folder.is_dir():
         return RunRecord(version, "missing")
-    params = _read_json(folder / "params.json")
+    params = read_json_file(folder / "params.json")
     if not isinstance(params, dict):
         return RunRecord(version, "no params.json")
     try:
         config = run_config(params)
     except (UserError, TypeError, ValueError):
         return RunRecord(version, "unreadable params.json")
-    summary = _read_json(folder / "summary.json")
+    summary = read_json_file(folder / "summary.json")
     history = _history(folder / "history.csv")
     record = RunRecord(version, "", model=config.model, dataset=config.dataset,
                        simulated=is_simulated(params) or is_simulated(summary),
                        liquid="x".join(str(int(d)) for d in config.dims),
                        n_res=int(np.prod(config.dims)) if all(config.dims) else None,
                        scalars=dict(config.scalars), epochs=len(history), readout_epochs=config.readout_epochs,
-                       times_s=_phase_times(_read_json(folder / "timings.json")), history=history)
+                       times_s=_phase_times(read_json_file(folder / "timings.json")), history=history)
     if isinstance(summary, dict) and isinstance(summary.get("n_res"), int):
         record.n_res = summary["n_res"]
     if history:

@@ -6,15 +6,20 @@ same identity (params.json) skips whatever is already there.
 """
 from __future__ import annotations
 
+import csv
+import dataclasses
+import hashlib
+import io
 import json
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from lsm_core.config import PAPER, RunConfig
+from lsm_core.config import MODELS, PAPER, RunConfig
 from lsm_core.errors import UserError
 from lsm_core.storage import (
     as_json,
@@ -179,3 +184,118 @@ def raster_rows(batch_size: int, n_keep: int = PAPER.protocol.raster_samples) ->
     if batch_size <= n_keep:
         return np.arange(batch_size)
     return np.unique(np.linspace(0, batch_size - 1, n_keep).round().astype(np.int64))
+
+
+# ----------------------------------------------------------------------------------------------
+# history.csv: the readout's epochs
+# ----------------------------------------------------------------------------------------------
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "train_acc", "valid_acc", "test_acc")
+
+
+def _format(value) -> str:
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return repr(float(value))  # shortest text that reads back to the same float
+
+
+def history_to_csv(rows: Iterable[dict]) -> str:
+    """CSV text with a header line and one line per epoch (floats written so they read back exactly)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(HISTORY_COLUMNS)
+    for row in rows:
+        writer.writerow([_format(row[name]) if name != "epoch" else str(int(row[name]))
+                         for name in HISTORY_COLUMNS])
+    return buffer.getvalue()
+
+
+def parse_history_csv(text: str) -> list:
+    """Rows of a history CSV text (as written by `history_to_csv`)."""
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or tuple(reader.fieldnames[:len(HISTORY_COLUMNS)]) != HISTORY_COLUMNS:
+        raise ValueError(f"history CSV must start with the columns {','.join(HISTORY_COLUMNS)}")
+    rows = []
+    for line in reader:
+        rows.append({name: int(line[name]) if name == "epoch" else float(line[name])
+                     for name in HISTORY_COLUMNS})
+    return rows
+
+
+def read_history_csv(path) -> list:
+    """Rows of a history.csv file: dicts with int `epoch` and float losses and accuracies."""
+    with open(path, "r", encoding="utf-8", newline="") as handle:
+        return parse_history_csv(handle.read())
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a finished (or unfinished) run back: the analysis tools
+# ----------------------------------------------------------------------------------------------
+
+def run_folder_path(version: int, output_root=None) -> Path:
+    """`<output_root>/ver_<version>` (default root: the repository's train_data/)."""
+    root = Path(output_root) if output_root is not None else REPO_ROOT / "train_data"
+    return root / f"ver_{int(version)}"
+
+
+def read_json_file(path: Path):
+    """The JSON content of `path`, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def open_run(version: int, output_root=None) -> tuple:
+    """(folder, params dict) of an existing run; a missing folder or params.json is a UserError."""
+    folder = run_folder_path(version, output_root)
+    where = f"under {folder.parent}" + ("" if output_root is not None else " (give --output-root for another place)")
+    if not folder.is_dir():
+        raise UserError(f"there is no run VERSION {version}: {folder} does not exist. Check the VERSION "
+                        f"number and the folder {where}.")
+    params = read_json_file(folder / "params.json")
+    if not isinstance(params, dict) or not isinstance(params.get("identity"), dict):
+        raise UserError(f"{folder} has no readable params.json, so it is not a run folder this toolkit "
+                        f"can analyse. Check the VERSION number and the folder {where}.")
+    return folder, params
+
+
+def run_config(params: dict, output_root=None) -> RunConfig:
+    """The RunConfig a run was started with, from its params.json (`run.config`, else `identity`).
+
+    `output_root` (when given) replaces the recorded one, so a moved run folder still works.
+    """
+    recorded = (params.get("run") or {}).get("config") or params.get("identity") or {}
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    values = {k: v for k, v in recorded.items() if k in fields}
+    missing = [name for name in ("model", "dataset", "version", "net_num", "batch_size", "batches_per_block",
+                                 "scalars") if name not in values]
+    if missing or values.get("model") not in MODELS:
+        raise UserError(f"params.json of this run lacks {', '.join(missing) or 'a known model'}; it was not "
+                        f"written by this version of the toolkit and cannot be analysed.")
+    values.setdefault("gpu", "cpu")
+    values["dims"] = tuple(values.get("dims") or (0, 0, 0))
+    if output_root is not None:
+        values["output_root"] = str(output_root)
+    return RunConfig(**values)
+
+
+def load_run_network(config: RunConfig, params: dict, networks_dir=None):
+    """The run's liquid (`Network_<NET_NUM>.npz` from `networks_dir`, default the folder the run used),
+    checked against the SHA-256 recorded in params.json; a missing or changed file is a UserError."""
+    from lsm_core.network import Network, network_path
+
+    path = network_path(config.net_num, networks_dir if networks_dir is not None else config.networks_dir)
+    if not path.exists():
+        raise UserError(f"the run's liquid {path} does not exist. Point --networks-dir at the folder that holds "
+                        f"Network_{config.net_num}.npz (the network the run was made with).")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    recorded = params.get("identity", {}).get("network_sha256")
+    if recorded and recorded != digest.hexdigest():
+        raise UserError(f"{path} is not the liquid this run was made with (its SHA-256 differs from the one in "
+                        f"params.json); it was regenerated or replaced. Point --networks-dir at the original "
+                        f"Network_{config.net_num}.npz.")
+    return Network.load(path)

@@ -8,9 +8,16 @@ tf = pytest.importorskip("tensorflow")
 
 from lsm_core.config import N_CLASSES, PAPER  # noqa: E402
 from lsm_core.errors import UserError  # noqa: E402
-from lsm_core.readout import (HISTORY_COLUMNS, ReadoutState, adadelta_update, batch_loss_and_grads,  # noqa: E402
-                              best_epoch, history_to_csv, normalise_counts, read_history_csv,
-                              soft_targets, train_readout)
+from lsm_core.readout import (  # noqa: E402
+    ReadoutState,
+    adadelta_update,
+    batch_loss_and_grads,
+    best_epoch,
+    normalise_counts,
+    soft_targets,
+    train_readout,
+)
+from lsm_core.runfolder import HISTORY_COLUMNS  # noqa: E402
 
 RC = PAPER.readout
 
@@ -242,25 +249,3 @@ def test_best_epoch_first_of_ties():
             for e, v in ((1, 0.5), (2, 0.7), (3, 0.7), (4, 0.6), (5, float("nan")))]
     assert best_epoch(rows)["epoch"] == 2
     assert best_epoch([]) is None
-
-
-def test_csv_round_trip(tmp_path):
-    rows = [{"epoch": 1, "train_loss": 2.302585092994046, "valid_loss": 2.1000001, "train_acc": 0.1234,
-             "valid_acc": 1 / 3, "test_acc": float("nan")},
-            {"epoch": 2, "train_loss": np.float64(1.5), "valid_loss": np.float32(1.25), "train_acc": 0.5,
-             "valid_acc": 0.75, "test_acc": 1.0}]
-    text = history_to_csv(rows)
-    assert text.splitlines()[0] == ",".join(HISTORY_COLUMNS)
-    (tmp_path / "history.csv").write_text(text)
-    back = read_history_csv(tmp_path / "history.csv")
-    assert len(back) == 2 and back[0]["epoch"] == 1 and isinstance(back[0]["epoch"], int)
-    for a, b in zip(rows, back):
-        for name in HISTORY_COLUMNS:
-            if isinstance(a[name], float) and math.isnan(a[name]):
-                assert math.isnan(b[name])
-            else:
-                assert b[name] == float(a[name])
-    assert history_to_csv(back) == text
-    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError):
-        read_history_csv(tmp_path / "bad.csv")

@@ -15,11 +15,10 @@ from lsm_core.report import (
     format_csv,
     format_table,
     is_simulated,
-    open_run,
     parse_versions,
     plot_validation_curves,
-    run_config,
 )
+from lsm_core.runfolder import open_run, run_config
 
 HISTORY = [  # epoch, train_acc, valid_acc, test_acc
     (1, 0.50, 0.40, 0.41), (2, 0.60, 0.70, 0.66), (3, 0.65, 0.70, 0.69), (4, 0.80, 0.65, 0.70)]

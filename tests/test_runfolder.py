@@ -1,4 +1,5 @@
-"""The run folder: identity, refusal messages, logging, raster rows."""
+"""The run folder: identity, refusal messages, logging, raster rows, history.csv."""
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -6,7 +7,15 @@ import pytest
 
 from lsm_core.config import RunConfig
 from lsm_core.errors import UserError
-from lsm_core.runfolder import RunFolder, RunLog, raster_rows, run_identity
+from lsm_core.runfolder import (
+    HISTORY_COLUMNS,
+    RunFolder,
+    RunLog,
+    history_to_csv,
+    raster_rows,
+    read_history_csv,
+    run_identity,
+)
 
 
 def config(tmp_path, **changes):
@@ -62,3 +71,25 @@ def test_raster_rows_are_evenly_spaced():
     rows = raster_rows(250)
     assert len(rows) == 20 and rows[0] == 0 and rows[-1] == 249
     assert np.all(np.diff(rows) >= 13)
+
+
+def test_history_csv_round_trip(tmp_path):
+    rows = [{"epoch": 1, "train_loss": 2.302585092994046, "valid_loss": 2.1000001, "train_acc": 0.1234,
+             "valid_acc": 1 / 3, "test_acc": float("nan")},
+            {"epoch": 2, "train_loss": np.float64(1.5), "valid_loss": np.float32(1.25), "train_acc": 0.5,
+             "valid_acc": 0.75, "test_acc": 1.0}]
+    text = history_to_csv(rows)
+    assert text.splitlines()[0] == ",".join(HISTORY_COLUMNS)
+    (tmp_path / "history.csv").write_text(text)
+    back = read_history_csv(tmp_path / "history.csv")
+    assert len(back) == 2 and back[0]["epoch"] == 1 and isinstance(back[0]["epoch"], int)
+    for a, b in zip(rows, back):
+        for name in HISTORY_COLUMNS:
+            if isinstance(a[name], float) and math.isnan(a[name]):
+                assert math.isnan(b[name])
+            else:
+                assert b[name] == float(a[name])
+    assert history_to_csv(back) == text
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError):
+        read_history_csv(tmp_path / "bad.csv")
