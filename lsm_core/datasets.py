@@ -544,6 +544,7 @@ def _fetch_nmnist(data_dir, source_dir, log: Callable[[str], None]) -> Path:
     except UserError:
         raise
     except Exception as exc:          # tonic raises URLError, OSError, RuntimeError, zipfile errors, ...
+        _remove_empty_folders(save_to / ev.TONIC_ROOT, save_to)
         raise UserError(
             f"Downloading N-MNIST through tonic failed ({type(exc).__name__}: {exc}); this machine may have no "
             f"network access. Fetch it where there is network (`python -m lsm_core datasets fetch nmnist`) and "
@@ -551,6 +552,15 @@ def _fetch_nmnist(data_dir, source_dir, log: Callable[[str], None]) -> Path:
             f"then add --simulated-nmnist to the script.") from exc
     _verify_nmnist(data_dir, False, log)
     return ev.nmnist_folder(data_dir, simulated=False)
+
+
+def _remove_empty_folders(*folders: Path) -> None:
+    """Remove each folder (innermost first) that a failed download left empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:               # not empty, or not there
+            pass
 
 
 def _complete(counts: dict) -> bool:

@@ -424,12 +424,14 @@ def test_fetch_nmnist_downloads_through_tonic_once(tmp_path, monkeypatch):
 
 def test_fetch_nmnist_without_network_or_with_a_source_dir(tmp_path, monkeypatch):
     def no_network(save_to, log):
+        (save_to / "NMNIST").mkdir(parents=True)          # as tonic does before it downloads
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(ds, "_tonic_download", no_network)
     with pytest.raises(UserError, match="Downloading N-MNIST through tonic failed") as info:
         ds.fetch_dataset("nmnist", data_dir=tmp_path, log=lambda m: None)
     assert "simulate-nmnist" in str(info.value) and "--simulated-nmnist" in str(info.value)
+    assert list(tmp_path.iterdir()) == []                 # the failed download leaves no empty folders
     with pytest.raises(UserError, match="takes no --source-dir"):
         ds.fetch_dataset("nmnist", data_dir=tmp_path, source_dir=tmp_path)
 
