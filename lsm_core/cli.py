@@ -12,7 +12,6 @@ only then imports `lsm_core.pipeline`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import sys
@@ -147,11 +146,10 @@ def _path(text):
 
 def recorded_seed(output_root, version: int):
     """The seed recorded in <output_root>/ver_<version>/params.json, or None."""
-    path = Path(output_root or REPO_ROOT / "train_data") / f"ver_{version}" / "params.json"
-    try:
-        params = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    from lsm_core.runfolder import run_folder_path  # NumPy only; no TensorFlow
+    from lsm_core.storage import read_json_file
+
+    params = read_json_file(run_folder_path(version, output_root) / "params.json")
     if not isinstance(params, dict):
         return None
     for holder in [params] + [v for v in params.values() if isinstance(v, dict)]:

@@ -236,6 +236,14 @@ class ImageSplit:
     labels: np.ndarray
     simulated: bool = False           # images are never simulated (same interface as EventSplit)
 
+    @classmethod
+    def of_images(cls, images, labels) -> ImageSplit:
+        """A split that is its own normalisation group: pixels [n, 28, 28] or [n, 784]; `inputs(rows)` is
+        then `image_probabilities(images)[rows]`, bit for bit."""
+        flat = _flatten(images)
+        sums, factor = _row_sums_and_factor(flat)
+        return cls(flat, sums, factor, np.asarray(labels, dtype=np.int64))
+
     def __len__(self) -> int:
         return len(self.labels)
 

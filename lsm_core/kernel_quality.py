@@ -197,20 +197,6 @@ def _seed_rng(seed: int, stream: str) -> np.random.Generator:
 
 
 @dataclass(frozen=True, eq=False)
-class _NoisyImages:
-    """Noisy test images as a split: spike probabilities float32 [n, 784] and labels int64 [n]."""
-
-    probabilities: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def inputs(self, rows, duration_ms: int | None = None, start_ms=0) -> np.ndarray:
-        return self.probabilities[np.asarray(rows, np.int64).reshape(-1)]
-
-
-@dataclass(frozen=True, eq=False)
 class _ShiftedRecordings:
     """Test recordings, each moved in time by its own shift (µs) and reflected at its ends: the
     recording spans [0, max(300 ms, its last event + 1 µs)), so an unshifted recording is unchanged."""
@@ -244,7 +230,7 @@ def noisy_test_inputs(config, noise_std: float = NOISE_STD, shift_std_ms: float 
     """(split, settings) of the run's whole noisy test split: a split object with `inputs(rows, duration_ms)`
     and `labels` as the pipeline's splits have, and the noise settings as a dict.  The noise is drawn
     from the run seed for every test sample of the dataset, so it does not depend on --test-samples."""
-    from lsm_core.datasets import image_probabilities, load_run_data
+    from lsm_core.datasets import ImageSplit, load_run_data
 
     data = load_run_data(config.dataset, config.data_dir, simulated=getattr(config, "dataset_simulated", False),
                          log=log)
@@ -254,7 +240,7 @@ def noisy_test_inputs(config, noise_std: float = NOISE_STD, shift_std_ms: float 
         settings = {"kind": "gaussian pixel noise", "std": float(noise_std), "scale": "0-255",
                     "clipped": [0, 255], "rounded": True,
                     "encoding": "SPEC 3.3 on the noisy test split: / pixel sum, / the split's largest value"}
-        return _NoisyImages(image_probabilities(noisy), np.asarray(test.labels, np.int64)), settings
+        return ImageSplit.of_images(noisy, test.labels), settings
     shifts = draw_time_shifts(len(test), _seed_rng(config.seed, "noise"), shift_std_ms)
     settings = {"kind": "gaussian time shift per recording", "std_ms": float(shift_std_ms),
                 "reflected": "at 0 and at max(300 ms, last event)"}

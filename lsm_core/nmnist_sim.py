@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import os
 import shutil
@@ -84,7 +83,7 @@ from lsm_core.datasets import (
 from lsm_core.errors import UserError
 from lsm_core.events import SENSOR, Events, read_bin, write_bin
 from lsm_core.progress import progress_bar
-from lsm_core.storage import atomic_write_json, atomic_write_text
+from lsm_core.storage import atomic_write_json, atomic_write_text, read_json_file
 
 GENERATOR = "lsm_core.nmnist_sim"
 VERSION = 1
@@ -437,10 +436,7 @@ def _identity(seed: int, train_count: int, test_count: int, params: SimParams) -
 
 def _read_marker(path: Path) -> dict | None:
     """The marker at `path` when it is one of this generator's, else None."""
-    try:
-        marker = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    marker = read_json_file(path)
     return marker if isinstance(marker, dict) and marker.get("generator") == GENERATOR else None
 
 

@@ -6,7 +6,6 @@ phases; each phase looks at the run folder, skips what is complete, and writes e
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,15 @@ import numpy as np
 from lsm_core import plots
 from lsm_core.config import PAPER, RunConfig
 from lsm_core.errors import UserError
-from lsm_core.network import EXC, INH, INPUT, Network, ensure_network, format_dims
+from lsm_core.network import (
+    EXC,
+    INH,
+    INPUT,
+    Network,
+    ensure_network,
+    format_dims,
+    network_path,
+)
 from lsm_core.progress import progress_bar
 from lsm_core.randomness import sample_keys
 from lsm_core.runfolder import (
@@ -28,6 +35,7 @@ from lsm_core.runfolder import (
     read_history_csv,
     run_identity,
 )
+from lsm_core.storage import file_sha256
 
 SPLIT_ORDER = ("valid", "test", "train")      # the paper's order: validation, test, training
 
@@ -74,7 +82,7 @@ def _open_run(config: RunConfig, log, data):
     net, generated = ensure_network(config.net_num, config.dataset_spec.n_input, dims=config.dims,
                                     networks_dir=config.networks_dir, log=early_messages.append)
     folder = RunFolder(config)
-    identity = run_identity(config, net.dims, _network_sha256(config))
+    identity = run_identity(config, net.dims, file_sha256(network_path(config.net_num, config.networks_dir)))
     resuming = folder.open(identity, {"run": _run_info(config, generated), "dataset": data.info}, config.overwrite)
     log = log or RunLog(folder.file("run.log"))
     log(f"=== {config.model} on {config.dataset_title} - VERSION {config.version} "
@@ -118,16 +126,6 @@ def _load_splits(config: RunConfig, say: Callable[[str], None]):
                             f"{unit} the init phase draws from; give at most {len(pools['train'])}.")
         splits["init_pool"] = pools["train"]
     return splits, data
-
-
-def _network_sha256(config: RunConfig) -> str:
-    from lsm_core.network import network_path
-
-    digest = hashlib.sha256()
-    with open(network_path(config.net_num, config.networks_dir), "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _run_info(config: RunConfig, generated: bool) -> dict:

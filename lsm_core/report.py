@@ -25,7 +25,8 @@ import numpy as np
 
 from lsm_core.config import RunConfig
 from lsm_core.errors import UserError
-from lsm_core.runfolder import read_history_csv, read_json_file, run_config, run_folder_path
+from lsm_core.runfolder import read_history_csv, run_config, run_folder_path
+from lsm_core.storage import read_json_file
 
 __all__ = [
     "RunRecord",

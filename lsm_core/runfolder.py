@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import shutil
@@ -26,7 +25,9 @@ from lsm_core.storage import (
     atomic_save_npz,
     atomic_write_json,
     atomic_write_text,
+    file_sha256,
     load_npz,
+    read_json_file,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -140,10 +141,9 @@ class RunFolder:
         return atomic_write_json(self.file(name), obj)
 
     def read_json(self, name: str, default=None):
-        try:
-            return json.loads(self.file(name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):             # missing or unreadable
-            return default
+        """The JSON content of file `name`, or `default` when it is missing or unreadable."""
+        content = read_json_file(self.file(name))
+        return default if content is None else content
 
     def write_text(self, name: str, text: str) -> Path:
         return atomic_write_text(self.file(name), text)
@@ -238,14 +238,6 @@ def run_folder_path(version: int, output_root=None) -> Path:
     return root / f"ver_{int(version)}"
 
 
-def read_json_file(path: Path):
-    """The JSON content of `path`, or None when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def open_run(version: int, output_root=None) -> tuple:
     """(folder, params dict) of an existing run; a missing folder or params.json is a UserError."""
     folder = run_folder_path(version, output_root)
@@ -289,12 +281,8 @@ def load_run_network(config: RunConfig, params: dict, networks_dir=None):
     if not path.exists():
         raise UserError(f"the run's liquid {path} does not exist. Point --networks-dir at the folder that holds "
                         f"Network_{config.net_num}.npz (the network the run was made with).")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
     recorded = params.get("identity", {}).get("network_sha256")
-    if recorded and recorded != digest.hexdigest():
+    if recorded and recorded != file_sha256(path):
         raise UserError(f"{path} is not the liquid this run was made with (its SHA-256 differs from the one in "
                         f"params.json); it was regenerated or replaced. Point --networks-dir at the original "
                         f"Network_{config.net_num}.npz.")

@@ -5,6 +5,7 @@ even when the process is killed mid-write.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -69,6 +70,23 @@ def load_npz(path) -> dict:
     """Load an npz file fully into a dict of arrays (no pickles allowed)."""
     with np.load(path, allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
+
+
+def read_json_file(path):
+    """The JSON content of the file at `path`, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def file_sha256(path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def as_json(obj):

@@ -465,3 +465,11 @@ def test_load_run_data_fetches_what_can_be_fetched(tmp_path, fake_fmnist, fake_c
     assert all(split.simulated for split in data.splits.values()) and "SIMULATED" in data.notes[0]
     with pytest.raises(UserError, match="only for N-MNIST"):
         ds.load_run_data("mnist", tmp_path, simulated=True)
+
+
+def test_image_split_of_its_own_images_encodes_as_image_probabilities():
+    images = np.random.default_rng(3).integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    images[2] = 0                                                    # an all-zero image stays zero
+    split = ds.ImageSplit.of_images(images, np.arange(7))
+    assert len(split) == 7 and split.labels.dtype == np.int64
+    np.testing.assert_array_equal(split.inputs([4, 2, 0]), ds.image_probabilities(images)[[4, 2, 0]])

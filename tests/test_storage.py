@@ -1,10 +1,12 @@
 """Atomic writes: complete files or the old ones, never a half-written file or a stray temporary."""
+import hashlib
 import os
 
 import numpy as np
 import pytest
 
-from lsm_core.storage import atomic_save_npz, atomic_write_bytes, atomic_write_json, load_npz
+from lsm_core.storage import (atomic_save_npz, atomic_write_bytes, atomic_write_json, file_sha256, load_npz,
+                              read_json_file)
 
 
 def test_write_replaces_and_leaves_no_temporary(tmp_path):
@@ -38,3 +40,17 @@ def test_npz_round_trip_and_no_pickles(tmp_path):
     np.testing.assert_array_equal(loaded["x"], arrays["x"])
     with pytest.raises(TypeError, match="object"):
         atomic_save_npz(tmp_path / "b.npz", bad=np.array([{}], dtype=object))
+
+
+def test_read_json_file_gives_none_for_missing_or_broken_files(tmp_path):
+    atomic_write_json(tmp_path / "ok.json", {"a": [1, 2]})
+    (tmp_path / "broken.json").write_text('{"a": ')
+    assert read_json_file(tmp_path / "ok.json") == {"a": [1, 2]}
+    assert read_json_file(tmp_path / "broken.json") is None
+    assert read_json_file(tmp_path / "missing.json") is None
+
+
+def test_file_sha256_matches_hashlib_across_chunks(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (1 << 20) + 17, dtype=np.uint8).tobytes()   # > one chunk
+    atomic_write_bytes(tmp_path / "blob", data)
+    assert file_sha256(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
