@@ -225,6 +225,21 @@ def _on(device: Optional[str]):
     return tf.device(device) if device else contextlib.nullcontext()
 
 
+def _over_devices(devices: Sequence, rows: int, run_part) -> list:
+    """Data parallelism: [run_part(device, start, stop)] for contiguous slices of `rows` rows, one
+    per device (at most one device per row), in row order.
+
+    Rows must be independent.  Several devices: one host thread each, since TensorFlow releases the
+    GIL while a compiled loop runs; one device: a plain call, no thread.
+    """
+    devices = list(devices)[: max(rows, 1)]
+    if len(devices) == 1:
+        return [run_part(devices[0], 0, rows)]
+    bounds = np.linspace(0, rows, len(devices) + 1).round().astype(int)
+    with ThreadPoolExecutor(len(devices)) as pool:
+        return list(pool.map(run_part, devices, bounds[:-1], bounds[1:]))
+
+
 def synapse_weights(net: Network, weight_scale: Optional[float]) -> np.ndarray:
     """Weights of the synapse list, float32 [n_syn]: the network's, or sign * weight_scale."""
     syn = net.synapses()
@@ -320,7 +335,6 @@ class LiquidSimulator:
         inputs, steps, event_mode = _check_inputs(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)
         record_rows = np.asarray(record_rows, np.int64).reshape(-1)
-        bounds = np.linspace(0, len(keys), len(self.devices) + 1).round().astype(int)
 
         def run_part(device, start, stop):
             local = np.nonzero((record_rows >= start) & (record_rows < stop))[0]   # rasters in this slice
@@ -330,11 +344,7 @@ class LiquidSimulator:
                                             self._weights_pre_post[device], int(steps), event_mode)
                 return local, counts.numpy().astype(np.int32), raster.numpy()
 
-        if len(self.devices) == 1:
-            results = [run_part(self.devices[0], 0, len(keys))]
-        else:                 # one host thread per device; TensorFlow releases the GIL while it runs
-            with ThreadPoolExecutor(len(self.devices)) as pool:
-                results = list(pool.map(run_part, self.devices, bounds[:-1], bounds[1:]))
+        results = _over_devices(self.devices, len(keys), run_part)
         raster = np.zeros((len(record_rows), steps, self.n_neurons), bool)
         for local, _, part_raster in results:
             raster[local] = part_raster
@@ -373,6 +383,14 @@ class _GroupConstants(NamedTuple):
     upper: tf.Tensor
 
 
+class _TableConstants(NamedTuple):
+    """The `SynapseTable` as the time loop reads it, one copy on each device: an argument of the
+    compiled loop rather than a captured constant, so that each device reads its own copy."""
+
+    groups: tuple         # one _GroupConstants per row group
+    inverse: tf.Tensor    # int32 [N_res]
+
+
 class PlasticSimulator:
     """A liquid whose weights learn ("stdp", "nalsm" or "apstdp"), compiled once and reused.
 
@@ -384,11 +402,13 @@ class PlasticSimulator:
     implementation of LSM+STDP (SPEC 3.4); the other rows run with the starting weights.
     `n_groups`: row groups of the synapse table, a speed setting the dynamics do not depend on (default:
     4 in the sample phase, 1 in the init phase, the faster choice for each on a 2-core CPU).
+    `devices` (as for `LiquidSimulator`): the sample phase splits the rows over them; the init phase,
+    one stream, runs on the first.  None: no placement.
     """
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str,
                  params: SimParams = SimParams(), jit: bool = True, reference_batch_quirk: bool = False,
-                 n_groups: int | None = None):
+                 n_groups: int | None = None, devices: Optional[Sequence[str]] = None):
         if rule not in ("stdp", "nalsm", "apstdp") or phase not in PHASES:
             raise ValueError(f"PlasticSimulator needs a plastic rule and a phase, got {rule!r}, {phase!r}")
         if rule == "nalsm" and params.astro_w is None:
@@ -401,30 +421,49 @@ class PlasticSimulator:
         if n_groups is None:        # batch 1 is latency-bound: one group (fewer ops) beats less padding there
             n_groups = 4 if phase == "sample" else 1
         self.table = SynapseTable.build(net, params.w_max, n_groups)
-        self._groups = tuple(_GroupConstants(*(tf.constant(a) for a in (g.rows, g.pre, g.sign, g.lower, g.upper)))
-                             for g in self.table.groups)
-        self._inverse = tf.constant(self.table.inverse)
+        # sample-phase rows are independent liquids: each device simulates a contiguous slice of them
+        self.devices = (list(devices) if phase == "sample" else list(devices)[:1]) if devices else [None]
+        self._table = {}
+        for device in self.devices:
+            with _on(device):
+                self._table[device] = _TableConstants(
+                    groups=tuple(_GroupConstants(*(tf.constant(a) for a in (g.rows, g.pre, g.sign, g.lower, g.upper)))
+                                 for g in self.table.groups),
+                    inverse=tf.constant(self.table.inverse))
         self.weights = np.asarray(weights, np.float32).reshape(-1)      # default starting weights
         self._neuron = _neuron_params(net)
         self._pixel_codes = tf.constant(pixel_codes_np(net.n_input))
         self._loop = tf.function(self._time_loop, jit_compile=jit)   # static shapes: one trace per size
 
-    def _fresh_rates(self, batch):
-        """Learning rate and astrocyte at the start of every sample: eta0, A = eta0, w_A, b_A."""
+    def _learning_rows(self, rows: int) -> np.ndarray:
+        """float32 [rows]: 1 for the rows that learn, 0 for those that keep their starting weights.
+
+        Computed for the whole batch and sliced with its rows, so that a batch split over devices
+        learns in exactly the rows the unsplit batch does (the quirk: global row 0 only).
+        """
+        learns = np.ones(rows, np.float32)
+        if self.reference_batch_quirk:
+            learns[1:] = 0.0
+        return learns
+
+    def _fresh_rates(self, learns):
+        """Learning rate and astrocyte at the start of every sample, each [B, 1, 1] (broadcasts
+        against [B, n, D]): eta0 (0 in rows with learns [B] = 0), A = eta0, w_A, b_A."""
         p = self.params
-        ones = tf.ones([batch, 1, 1], tf.float32)          # broadcasts against [B, N_res, D]
-        learns = tf.one_hot(0, batch)[:, None, None] if self.reference_batch_quirk else ones    # row 0 only
+        ones = tf.ones_like(learns)[:, None, None]
         astro_w = 0.0 if p.astro_w is None else p.astro_w
-        return dict(lr=p.lr * learns, astro=p.lr * ones, astro_w=astro_w * ones,
+        return dict(lr=p.lr * learns[:, None, None], astro=p.lr * ones, astro_w=astro_w * ones,
                     astro_bias=p.lr * (1.0 + p.astro_bias_offset) * ones)
 
-    def _reservoir_current(self, weights, kernel):
+    @staticmethod
+    def _reservoir_current(weights, kernel, table: _TableConstants):
         """Synaptic current into the reservoir [B, N_res] from the per-row weights (one [B, n, D]
-        tensor per group of `SynapseTable`) and the presynaptic kernels [B, N]."""
-        parts = [per_row_weight_current(tf.gather(kernel, g.pre, axis=1), w) for g, w in zip(self._groups, weights)]
-        return tf.gather(tf.concat(parts, axis=1), self._inverse, axis=1)
+        tensor per group of `table`) and the presynaptic kernels [B, N]."""
+        parts = [per_row_weight_current(tf.gather(kernel, g.pre, axis=1), w) for g, w in zip(table.groups, weights)]
+        return tf.gather(tf.concat(parts, axis=1), table.inverse, axis=1)
 
-    def _step_weights(self, plastic: rules.PlasticState, spikes, after) -> rules.PlasticState:
+    def _step_weights(self, plastic: rules.PlasticState, spikes, after, table: _TableConstants
+                      ) -> rules.PlasticState:
         """Steps 8-11 of SPEC 3.2 (the calcium of step 3 is already in `plastic`).
 
         `after` is a float32 zero computed from this step's current: adding it to the lower bounds
@@ -433,7 +472,7 @@ class PlasticSimulator:
         """
         p, c = self.params, PAPER.plasticity
         weights = []
-        for g, w in zip(self._groups, plastic.weights):
+        for g, w in zip(table.groups, plastic.weights):
             post_spikes = tf.gather(spikes, g.rows, axis=1)[:, :, None]       # [B, n, 1]
             post_trace = tf.gather(plastic.trace, g.rows, axis=1)[:, :, None]
             causal, anti_causal = rules.pair_terms(
@@ -459,8 +498,10 @@ class PlasticSimulator:
             plastic = rules.decay_rates(plastic, p.lr_decay)
         return plastic
 
-    def _time_loop(self, inputs, keys, weights, trace, calcium, steps: int, event_mode: bool, record: bool):
-        """weights: one [1, n, D] tensor per group; trace and calcium [1, N]: the start, shared by all rows.
+    def _time_loop(self, inputs, keys, learns, weights, trace, calcium, table: _TableConstants, steps: int,
+                   event_mode: bool, record: bool):
+        """learns float32 [rows]: 1 where the row learns (see `_learning_rows`); weights: one [1, n, D]
+        tensor per group; trace and calcium [1, N]: the start, shared by all rows; table: this device's.
 
         The loop carries this step's spikes and kernels, computed at the end of the previous
         iteration (steps 1, 2 and 4 of the next step), so that they reach the per-synapse gathers as
@@ -471,7 +512,7 @@ class PlasticSimulator:
         p = self._neuron
         plastic = rules.PlasticState(
             weights=tuple(tf.tile(w, [batch, 1, 1]) for w in weights), trace=tf.tile(trace, [batch, 1]),
-            calcium=tf.tile(calcium, [batch, 1]), **self._fresh_rates(batch))
+            calcium=tf.tile(calcium, [batch, 1]), **self._fresh_rates(tf.ones([batch])))   # reset below
         counts_all = tf.TensorArray(tf.float32, size=groups)
         raster = tf.TensorArray(tf.bool, size=groups * steps)
         astro_trace = tf.TensorArray(tf.float32, size=groups * steps)
@@ -482,11 +523,11 @@ class PlasticSimulator:
 
         for g in tf.range(groups):
             if self.phase == "sample":                       # one group: the whole batch
-                group_inputs, group_keys = inputs, keys
+                group_inputs, group_keys, group_learns = inputs, keys, learns
             else:                                            # snapshot g of the stream, batch 1
-                group_inputs, group_keys = inputs[g][tf.newaxis], keys[g][tf.newaxis]
+                group_inputs, group_keys, group_learns = (x[g][tf.newaxis] for x in (inputs, keys, learns))
             state = initial_state(batch, self.n_neurons)
-            plastic = plastic._replace(**self._fresh_rates(batch))
+            plastic = plastic._replace(**self._fresh_rates(group_learns))
             counts = tf.zeros([batch, self.n_res])
             spikes, membrane, since_spike, kernel = spike_step(state)
             for t in tf.range(steps):
@@ -494,13 +535,13 @@ class PlasticSimulator:
                 if self.rule == "apstdp":
                     plastic = plastic._replace(
                         calcium=rules.calcium_step(plastic.calcium, spikes, self.params.calcium_tau))
-                reservoir_current = self._reservoir_current(plastic.weights, kernel)
+                reservoir_current = self._reservoir_current(plastic.weights, kernel, table)
                 input_current = self.params.input_current * _input_spikes(
                     group_inputs, group_keys, t, event_mode, self._pixel_codes)
                 state = integrate(spikes, membrane, since_spike, state.refractory,
                                   tf.concat([reservoir_current, input_current], axis=1), p)
                 after = tf.minimum(tf.abs(reservoir_current[0, 0]), 0.0)
-                plastic = self._step_weights(plastic, spikes, after)
+                plastic = self._step_weights(plastic, spikes, after, table)
                 raster = raster.write(g * steps + t, (spikes > 0.0) & record)
                 astro_trace = astro_trace.write(g * steps + t, plastic.astro[:, 0, 0])
                 spikes, membrane, since_spike, kernel = spike_step(state)
@@ -519,19 +560,31 @@ class PlasticSimulator:
     def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None, record: bool = True,
             start: Optional[StreamCarry] = None) -> PlasticRun:
         """Simulate the rows of `inputs` (as for `LiquidSimulator.run`).  They start from `start`
-        (init phase: the stream so far), else from the default weights with zero trace and calcium."""
+        (init phase: the stream so far), else from the default weights with zero trace and calcium.
+
+        Sample phase on several devices: each simulates a contiguous slice of the rows; the result
+        is the one-device result, bit for bit.
+        """
         inputs, steps, event_mode = _check_inputs(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)
+        learns = self._learning_rows(len(keys))
         if start is None:
             zeros = np.zeros((1, self.n_neurons), np.float32)
             start = StreamCarry(self.weights[np.newaxis], zeros, zeros)
-        out = self._loop(tf.constant(inputs), tf.constant(keys),
-                         tuple(tf.constant(w) for w in self.table.to_table(np.asarray(start.weights, np.float32))),
-                         tf.constant(start.trace, tf.float32), tf.constant(start.calcium, tf.float32),
-                         int(steps), event_mode, bool(record))
-        counts, raster, astro, trace, calcium = (x.numpy() for x in (*out[:3], *out[4:]))
-        weights = self.table.to_list([w.numpy() for w in out[3]])
-        return PlasticRun(counts.astype(np.int32), raster, astro, weights, trace, calcium)
+        start_tables = self.table.to_table(np.asarray(start.weights, np.float32))
+
+        def run_part(device, first, stop) -> PlasticRun:
+            with _on(device):
+                out = self._loop(tf.constant(inputs[first:stop]), tf.constant(keys[first:stop]),
+                                 tf.constant(learns[first:stop]), tuple(tf.constant(w) for w in start_tables),
+                                 tf.constant(start.trace, tf.float32), tf.constant(start.calcium, tf.float32),
+                                 self._table[device], int(steps), event_mode, bool(record))
+                counts, raster, astro, trace, calcium = (x.numpy() for x in (*out[:3], *out[4:]))
+                weights = self.table.to_list([w.numpy() for w in out[3]])
+            return PlasticRun(counts.astype(np.int32), raster, astro, weights, trace, calcium)
+
+        parts = _over_devices(self.devices, len(keys), run_part)
+        return parts[0] if len(parts) == 1 else PlasticRun(*(np.concatenate(field) for field in zip(*parts)))
 
 
 # ----------------------------------------------------------------------------------------------

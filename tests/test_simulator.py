@@ -275,6 +275,42 @@ print("same")
     assert result.stdout.strip().endswith("same")
 
 
+def test_plastic_sample_batch_split_over_two_devices_gives_the_single_device_result():
+    """The learning sample phase split over two logical CPU devices (rows 0-1 and 2-4), in a fresh
+    interpreter: every output equals the one-device run, and with the reference batch quirk (an
+    LSM+STDP option: under NALSM the astrocyte still depresses every row) only global row 0 learns,
+    the second slice has no learning row at all."""
+    import subprocess
+    import sys
+    code = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from lsm_core import Network
+from lsm_core.randomness import sample_keys
+from lsm_core.simulator import PlasticSimulator, SimParams, synapse_weights
+net = Network.generate(dims=(3, 3, 3), n_input=20, seed=1)
+w = synapse_weights(net, 3.0)
+p = np.random.default_rng(0).random((5, 20)).astype(np.float32) * 0.5
+keys = sample_keys(1, "train", np.arange(5))
+for rule, quirk in (("nalsm", False), ("stdp", True)):
+    def run(devices):
+        sim = PlasticSimulator(net, w, rule, "sample", SimParams(astro_w=0.015), reference_batch_quirk=quirk,
+                               devices=devices)
+        return sim.run(p, keys, steps=40)
+    one, two = run(None), run(["/CPU:0", "/CPU:1"])
+    assert one.counts.sum() > 0
+    for name, a, b in zip(one._fields, one, two):
+        assert a.shape == b.shape and np.array_equal(a, b), (quirk, name)
+    learned = np.any(two.weights != w, axis=1)
+    assert learned.tolist() == ([True] + [not quirk] * 4), (quirk, learned)
+print("same")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("same")
+
+
 # ----------------------------------------------------------------------------------------------
 # The synapse table of the learning loop (sliced ELL: row groups by in-degree)
 # ----------------------------------------------------------------------------------------------
