@@ -1,12 +1,14 @@
 """`python -m lsm_core <command> ...`: the toolkit's extra tools (SPEC 2)."""
 from __future__ import annotations
 
+import os
 import sys
 
 COMMANDS = {
     "network": ("lsm_core.network", "network_command", "generate a liquid: networks/Network_<N>.npz"),
     "datasets": ("lsm_core.datasets", "datasets_command", "fetch, build or verify datasets"),
     "bench": ("lsm_core.bench", "bench_command", "measure simulation speed (sample-ms/s)"),
+    "sweep": ("lsm_core.sweep", "sweep_command", "run a grid of runs (sweep file): local CPUs/GPUs, workers, Slurm"),
     "report": ("lsm_core.report", "report_command", "results of runs as a table or CSV; validation curves"),
     "branching": ("lsm_core.branching", "branching_command", "branching factor of a run's stored rasters"),
     "kernel-quality": ("lsm_core.kernel_quality", "kernel_quality_command",
@@ -44,6 +46,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:          # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

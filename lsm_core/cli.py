@@ -12,10 +12,13 @@ only then imports `lsm_core.pipeline`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
+import signal
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from lsm_core.config import DATASETS, MODELS, PAPER, RunConfig
@@ -159,6 +162,38 @@ def recorded_seed(output_root, version: int):
     return None
 
 
+def run_config_from(model: str, dataset: str, args: argparse.Namespace, answers, seed: int) -> RunConfig:
+    """The RunConfig of a script's parsed options (`build_parser`), its prompt answers (prompts.Answers)
+    and the seed: the one place where answers and options become a run (scripts and sweeps)."""
+    return RunConfig(
+        model=model, dataset=dataset, gpu=answers.gpu, version=answers.version, net_num=answers.net_num,
+        batch_size=answers.batch_size, batches_per_block=answers.batches_per_block, scalars=dict(answers.scalars),
+        train_samples=args.train_samples, valid_samples=args.valid_samples, test_samples=args.test_samples,
+        init_samples=args.init_samples, readout_epochs=args.readout_epochs, duration_ms=args.duration_ms,
+        seed=seed, dims=tuple(args.dims), data_dir=_path(args.data_dir), output_root=_path(args.output_root),
+        networks_dir=_path(args.networks_dir), overwrite=args.overwrite, require_gpu=args.require_gpu,
+        reference_batch_quirk=getattr(args, "reference_batch_quirk", False),
+        dataset_simulated=getattr(args, "simulated_nmnist", False))
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM (a scheduler's time limit, `kill`) raises KeyboardInterrupt like Ctrl-C,
+    so the run stops cleanly: its lock is given back and its saved work stays resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_script(model_name: str, dataset_name: str, argv=None) -> int:
     """Parse options, ask the prompts, choose the devices, run the pipeline; return the exit status.
 
@@ -183,21 +218,11 @@ def run_script(model_name: str, dataset_name: str, argv=None) -> int:
             seed = None if args.overwrite else recorded_seed(output_root, answers.version)
             if seed is None:
                 seed = secrets.randbelow(SEED_MAX + 1)
-        config = RunConfig(
-            model=model_name, dataset=dataset_name, gpu=answers.gpu, version=answers.version,
-            net_num=answers.net_num, batch_size=answers.batch_size,
-            batches_per_block=answers.batches_per_block, scalars=dict(answers.scalars),
-            train_samples=args.train_samples, valid_samples=args.valid_samples,
-            test_samples=args.test_samples, init_samples=args.init_samples,
-            readout_epochs=args.readout_epochs, duration_ms=args.duration_ms, seed=seed,
-            dims=tuple(args.dims), data_dir=_path(args.data_dir), output_root=output_root,
-            networks_dir=_path(args.networks_dir), overwrite=args.overwrite,
-            require_gpu=args.require_gpu,
-            reference_batch_quirk=getattr(args, "reference_batch_quirk", False),
-            dataset_simulated=getattr(args, "simulated_nmnist", False))
+        config = run_config_from(model_name, dataset_name, args, answers, seed)
         from lsm_core import pipeline  # imports TensorFlow: only after apply_gpu_choice
         started = True
-        pipeline.run(config)
+        with sigterm_as_interrupt():
+            pipeline.run(config)
     except UserError as exc:
         print(format_user_error(exc), file=sys.stderr, flush=True)
         return 2

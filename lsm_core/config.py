@@ -111,6 +111,18 @@ class EvaluationConstants:
 EVALUATION = EvaluationConstants()
 
 
+@dataclass(frozen=True)
+class LockConstants:
+    """The run-folder lock (runlock.py): one writer per `ver_<VERSION>` folder, across machines."""
+
+    heartbeat_s: float = 30.0        # the owner touches its lock file this often
+    stale_after_s: float = 300.0     # another machine's lock without a heartbeat for this long is dead
+    break_stale_s: float = 60.0      # a break lock older than this was left by a crashed breaker
+
+
+LOCKS = LockConstants()
+
+
 # ----------------------------------------------------------------------------------------------
 # Prompts, models, datasets
 # ----------------------------------------------------------------------------------------------

@@ -363,7 +363,8 @@ def kernel_quality_command(argv) -> int:
     """`python -m lsm_core kernel-quality VERSION`: SP and AP of a run; writes kernel_quality.json."""
     from lsm_core.prompts import parse_gpu
     from lsm_core.report import parse_version
-    from lsm_core.runfolder import RunFolder, RunLog, open_run, run_config
+    from lsm_core.runfolder import RunFolder, open_run, run_config
+    from lsm_core.runlock import RunLock
 
     args = _parser().parse_args(list(argv))
     version = parse_version(args.version)
@@ -373,7 +374,15 @@ def kernel_quality_command(argv) -> int:
                      networks_dir=args.networks_dir or config.networks_dir,
                      data_dir=args.data_dir or config.data_dir,
                      gpu=parse_gpu(args.gpu) if args.gpu is not None else config.gpu)
-    folder = RunFolder(config)
+    with RunLock(folder_path) as lock:      # one writer per run folder: not beside a run or another tool
+        _kernel_quality(version, config, params, args, RunFolder(config, guard=lock.check))
+    return 0
+
+
+def _kernel_quality(version: int, config, params: dict, args, folder) -> None:
+    """SP (and AP unless --sp-only) of the run in `folder`, into kernel_quality.json."""
+    from lsm_core.runfolder import RunLog
+
     test_file = folder.counts_file("test")
     if not test_file.exists():
         raise UserError(f"{test_file} does not exist: the run has not finished its test spike counts. Re-run its "
@@ -408,7 +417,6 @@ def kernel_quality_command(argv) -> int:
         log(f"AP = {result['ap_mean']:.2f} +- {result['ap_std']:.2f} (rank on noisy test inputs; {ap_s:.1f} s)")
     folder.write_json("kernel_quality.json", result)
     log(f"wrote {folder.file('kernel_quality.json')}")
-    return 0
 
 
 def _noisy_counts(config, folder, params, args, log) -> tuple:

@@ -33,19 +33,29 @@ from lsm_core.runfolder import (
     history_to_csv,
     raster_rows,
     read_history_csv,
+    run_folder_path,
     run_identity,
 )
+from lsm_core.runlock import RunLock
 from lsm_core.storage import file_sha256
 
 SPLIT_ORDER = ("valid", "test", "train")      # the paper's order: validation, test, training
 
 
-def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
-    """Run (or resume) one benchmark; returns the summary dict (also in summary.json)."""
+def run(config: RunConfig, log: Callable[[str], None] | None = None, lock: RunLock | None = None) -> dict:
+    """Run (or resume) one benchmark; returns the summary dict (also in summary.json).
+
+    The run holds its folder's lock (runlock.py) from start to end, so a second process on the same
+    VERSION stops at once (LockHeld, exit status 2) instead of writing beside it.  A caller that has
+    already taken the lock (a sweep worker claiming the run) passes it as `lock` and keeps it.
+    """
+    if lock is None:
+        with RunLock(run_folder_path(config.version, config.output_root or None)) as own_lock:
+            return run(config, log, own_lock)
     started = time.perf_counter()
     model = config.model_spec
     splits, data = _load_splits(config, log or print)   # missing data stops the run before anything is written
-    net, folder, log, devices = _open_run(config, log, data)
+    net, folder, log, devices = _open_run(config, log, data, lock)
     timings = folder.read_json("timings.json", default={}) or {}
     w_start = start_weights(config, net)
     if model.has_init_phase:
@@ -71,7 +81,7 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None) -> dict:
     return summary
 
 
-def _open_run(config: RunConfig, log, data):
+def _open_run(config: RunConfig, log, data, lock: RunLock):
     """Load or generate the liquid, open (or resume) the run folder, report the devices and the data.
 
     Returns (network, folder, log, device names).
@@ -81,12 +91,14 @@ def _open_run(config: RunConfig, log, data):
     early_messages = []                             # said before run.log exists
     net, generated = ensure_network(config.net_num, config.dataset_spec.n_input, dims=config.dims,
                                     networks_dir=config.networks_dir, log=early_messages.append)
-    folder = RunFolder(config)
+    folder = RunFolder(config, guard=lock.check)
     identity = run_identity(config, net.dims, file_sha256(network_path(config.net_num, config.networks_dir)))
     resuming = folder.open(identity, {"run": _run_info(config, generated), "dataset": data.info}, config.overwrite)
     log = log or RunLog(folder.file("run.log"))
     log(f"=== {config.model} on {config.dataset_title} - VERSION {config.version} "
         f"({'resuming' if resuming else 'new run'}) in {folder.path}")
+    if lock.taken_over is not None:
+        log(f"the previous owner of this run ({lock.taken_over.describe()}) is gone; its lock was taken over")
     for message in early_messages:
         log(message)
     for note in data.notes:
@@ -292,25 +304,24 @@ def _read_ahead(load: Callable, items) -> Iterator:
 def batch_simulator(config, net, weights, devices, log):
     """A function (inputs, keys, raster rows) -> (counts, rasters, astrocyte traces) for one batch of
     the spike-count phase: fixed weights for LSM and LSM+AP-STDP, learning within every sample (from
-    W_INI at every batch) for NALSM and LSM+STDP."""
+    W_INI at every batch) for NALSM and LSM+STDP.  Either way the rows are split over `devices`
+    (None: no placement)."""
     from lsm_core.simulator import LiquidSimulator, PlasticSimulator
 
     rule, steps = config.model_spec.sample_rule, config.duration_ms
+    if devices:         # both simulators split the rows of a batch the same way
+        log(f"each batch is split over {len(devices)} devices: {', '.join(devices)}")
     if rule == "static":
         simulator = LiquidSimulator(net, weights, devices=devices)
-        if devices:
-            log(f"each batch is split over {len(devices)} devices: {', '.join(devices)}")
 
         def run_static(inputs, keys, rows):
             counts, raster = simulator.run(inputs, keys, steps=steps, record_rows=rows)
             return counts, raster, np.zeros((len(rows), steps), np.float32)
         return run_static
-    if devices:
-        log("note: the plastic sample phase runs on one device (the first one)")
     if config.reference_batch_quirk:
         log("--reference-batch-quirk: only the first sample of each batch learns, as in the paper's tools")
     simulator = PlasticSimulator(net, weights, rule, "sample", _sim_params(config),
-                                 reference_batch_quirk=config.reference_batch_quirk)
+                                 reference_batch_quirk=config.reference_batch_quirk, devices=devices)
 
     def run_plastic(inputs, keys, rows):
         run = simulator.run(inputs, keys, steps=steps, record=len(rows) > 0)

@@ -12,7 +12,7 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from lsm_core.config import MODELS, PAPER, RunConfig
 from lsm_core.errors import UserError
+from lsm_core.runlock import LOCK_NAME
 from lsm_core.storage import (
     as_json,
     atomic_save_npz,
@@ -47,23 +48,31 @@ def run_identity(config: RunConfig, liquid_dims, network_sha256: str) -> dict:
     the liquid itself is pinned by its file's SHA-256.  N-MNIST runs record `dataset_simulated`, so a
     run on simulated recordings is never resumed as, or mistaken for, one on the real N-MNIST.
     """
-    identity = {k: v for k, v in asdict(config).items() if k not in NON_IDENTITY_FIELDS}
-    if config.dataset_spec.mode != "event":     # only N-MNIST has a simulated stand-in (`dataset_simulated`);
-        identity.pop("dataset_simulated")       # image runs keep the identity they had before it existed
+    identity = config_identity(config)
     identity["dims"] = [int(d) for d in liquid_dims]
     identity["network_sha256"] = network_sha256
-    identity["constants"] = PAPER.as_dict()
+    identity["constants"] = as_json(PAPER.as_dict())
     identity["params_format"] = PARAMS_FORMAT
-    return as_json(identity)                        # compared with what params.json reads back
+    return identity                                 # compared with what params.json reads back
+
+
+def config_identity(config: RunConfig) -> dict:
+    """The part of `run_identity` that the answers and options alone decide (no liquid file needed):
+    what a sweep compares with an existing run folder before it claims the VERSION."""
+    identity = {k: v for k, v in asdict(config).items() if k not in NON_IDENTITY_FIELDS + ("dims",)}
+    if config.dataset_spec.mode != "event":     # only N-MNIST has a simulated stand-in (`dataset_simulated`);
+        identity.pop("dataset_simulated")       # image runs keep the identity they had before it existed
+    return as_json(identity)
 
 
 class RunFolder:
     """One VERSION's output folder."""
 
-    def __init__(self, config: RunConfig):
-        root = Path(config.output_root) if config.output_root else REPO_ROOT / "train_data"
-        self.path = root / f"ver_{config.version}"
+    def __init__(self, config: RunConfig, guard: Callable[[], None] | None = None):
+        """`guard` is called before every write (the run lock's `check`: it raises once the lock is lost)."""
+        self.path = run_folder_path(config.version, config.output_root or None)
         self.blocks_dir = self.path / "blocks"
+        self._guard = guard or (lambda: None)
 
     # -- paths ------------------------------------------------------------------------------
     def file(self, name: str) -> Path:
@@ -83,9 +92,15 @@ class RunFolder:
         which deletes it first.
         """
         params_path = self.file("params.json")
+        self._guard()
         if overwrite and self.path.exists():
-            if params_path.exists() or not any(self.path.iterdir()):
-                shutil.rmtree(self.path)
+            contents = [p for p in self.path.iterdir() if not p.name.startswith(LOCK_NAME)]   # the lock stays
+            if params_path.exists() or not contents:
+                for path in contents:
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
             else:
                 raise UserError(f"--overwrite refuses to delete {self.path}: it has no params.json, so it "
                                 f"does not look like a run folder. Move it away or choose another VERSION.")
@@ -118,6 +133,7 @@ class RunFolder:
         return self.block_file(split, block).exists()
 
     def save_block(self, split: str, block: int, **arrays) -> None:
+        self._guard()
         atomic_save_npz(self.block_file(split, block), **arrays)
 
     def load_block(self, split: str, block: int) -> dict:
@@ -129,6 +145,7 @@ class RunFolder:
 
     # -- generic npz / json ------------------------------------------------------------------------
     def save_npz(self, name: str, **arrays) -> Path:
+        self._guard()
         return atomic_save_npz(self.file(name), **arrays)
 
     def load_npz(self, name: str) -> dict:
@@ -138,6 +155,7 @@ class RunFolder:
             raise UserError(f"{self.file(name)} is damaged ({exc}); delete it and re-run to recompute it.") from None
 
     def write_json(self, name: str, obj) -> Path:
+        self._guard()
         return atomic_write_json(self.file(name), obj)
 
     def read_json(self, name: str, default=None):
@@ -146,6 +164,7 @@ class RunFolder:
         return default if content is None else content
 
     def write_text(self, name: str, text: str) -> Path:
+        self._guard()
         return atomic_write_text(self.file(name), text)
 
 
