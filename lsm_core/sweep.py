@@ -1,0 +1,625 @@
+"""Sweep files: a grid of ordinary runs, expanded into VERSIONs, checked, and recorded in a manifest.
+
+A sweep file (TOML) names a grid::
+
+    name = "demo"
+    first_version = 500            # VERSIONs 500, 501, ... in the expansion order
+
+    [grid]                         # expansion order: model, dataset, net_num, then each scalar in file order
+    model = ["LSM", "NALSM"]
+    dataset = ["mnist"]
+    net_num = [11, 12]             # or "11-20", or one number
+    INTIAL_ABS_W_SCLR = [0.8, 1.0] # prompted scalars by their prompt names; a model only expands over its own
+    ASTRO_W_SCALING = [0.015]
+
+    [answers]                      # the other prompts
+    gpu = "cpu"
+    batch_size = 50
+    batches_per_block = 2
+
+    [options]                      # the scripts' options by their long names, without the dashes
+    train-samples = 500
+    seed = "version"               # a number, "version" (seed = VERSION, the default) or "net_num"
+
+Every run of a sweep is an ordinary run: the script of its model and dataset, given the same answers and
+options (`SweepRun.command`), resumes or inspects it.  This module parses and checks the file (every
+mistake is refused before anything runs, naming its line), expands it, checks the VERSIONs against the
+run folders and the other sweeps' manifests, and writes the manifest `<output-root>/sweeps/<name>.json`.
+Running the runs is `workers.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lsm_core.config import DATASETS, MODELS, RunConfig
+from lsm_core.errors import UserError
+from lsm_core.prompts import Answers, check_batch_size, check_batches_per_block, parse_gpu, parse_scalar
+from lsm_core.runfolder import REPO_ROOT, config_identity, run_folder_path
+from lsm_core.storage import atomic_write_json, read_json_file
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:                                   # Python 3.10: the same parser as a package
+    import tomli as tomllib
+
+MANIFEST_FORMAT = 1
+SEED_POLICIES = ("version", "net_num")
+TOP_KEYS = ("name", "first_version", "description", "grid", "answers", "options")
+GRID_KEYS = ("model", "dataset", "net_num")
+ANSWER_KEYS = ("gpu", "batch_size", "batches_per_block")
+# Script options a sweep sets for all its runs through the sweep command, or never.
+PATH_OPTIONS = ("data-dir", "output-root", "networks-dir")
+REFUSED_OPTIONS = {"overwrite": "a sweep never deletes runs; remove a run folder by hand to start it again",
+                   "help": "not an option of a run"}
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+SCALAR_PROMPTS = {p.name: p for spec in MODELS.values() for p in spec.prompts}
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    """The folders the sweep's runs use (None: the repository's train_data/, networks/, datasets/)."""
+
+    output_root: str | None = None
+    networks_dir: str | None = None
+    data_dir: str | None = None
+
+    def options(self) -> list:
+        """The same folders as script options, e.g. ["--output-root", "/data/runs"]."""
+        return [arg for flag, value in (("--output-root", self.output_root), ("--networks-dir", self.networks_dir),
+                                        ("--data-dir", self.data_dir)) if value for arg in (flag, value)]
+
+    @property
+    def root(self) -> Path:
+        return Path(self.output_root) if self.output_root else REPO_ROOT / "train_data"
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep: its VERSION, the answers to its script's prompts and its options."""
+
+    version: int
+    model: str
+    dataset: str
+    net_num: int
+    scalars: dict                  # prompt name -> value, in prompt order
+    answers: tuple                 # the prompt answers, one string per line, in prompt order
+    options: tuple                 # the script's options (without the folder options)
+    seed: int
+
+    @property
+    def script(self) -> str:
+        from lsm_core.cli import script_name
+        return script_name(self.model, self.dataset)
+
+    def command(self, paths: SweepPaths = SweepPaths()) -> str:
+        """The shell command that runs (or resumes) this run with its plain script."""
+        answers = "\\n".join(self.answers) + "\\n"
+        return f"printf '{answers}' | python {self.script} " + " ".join(
+            shlex.quote(a) for a in [*self.options, *paths.options()])
+
+    def config(self, paths: SweepPaths = SweepPaths(), gpu: str | None = None) -> RunConfig:
+        """The RunConfig the script would build from these answers and options."""
+        from lsm_core.cli import build_parser, run_config_from
+        args = build_parser(self.model, self.dataset).parse_args([*self.options, *paths.options()])
+        answers = Answers(gpu if gpu is not None else self.answers[0], self.version, self.net_num,
+                          int(self.answers[3]), int(self.answers[4]), dict(self.scalars))
+        return run_config_from(self.model, self.dataset, args, answers, self.seed)
+
+    @property
+    def label(self) -> str:
+        scalars = " ".join(f"{k}={v}" for k, v in self.scalars.items())
+        return f"ver_{self.version} {self.model} {self.dataset} net {self.net_num}" + (f" {scalars}" if scalars else "")
+
+    def manifest_entry(self, paths: SweepPaths) -> dict:
+        return {"version": self.version, "model": self.model, "dataset": self.dataset, "net_num": self.net_num,
+                "scalars": dict(self.scalars), "seed": self.seed, "script": self.script,
+                "answers": list(self.answers), "options": list(self.options), "command": self.command(paths)}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    path: Path
+    first_version: int
+    runs: tuple                    # SweepRun, in VERSION order
+    sha256: str                    # of the sweep file's bytes
+    description: str = ""
+
+    @property
+    def versions(self) -> list:
+        return [run.version for run in self.runs]
+
+    def manifest_path(self, paths: SweepPaths) -> Path:
+        return paths.root / "sweeps" / f"{self.name}.json"
+
+    def work_dir(self, paths: SweepPaths) -> Path:
+        """`<output-root>/sweeps/<name>/`: worker logs and scheduler files."""
+        return paths.root / "sweeps" / self.name
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a sweep file
+# ----------------------------------------------------------------------------------------------
+
+class _Lines:
+    """Line numbers of the keys of a TOML text, by (table, key); tomllib keeps none."""
+
+    def __init__(self, text: str, path: Path):
+        self.path = path
+        self.lines = {}
+        table = ""
+        for number, line in enumerate(text.splitlines(), 1):
+            stripped = line.strip()
+            header = re.fullmatch(r"\[\s*([^\[\]]+?)\s*\]\s*(#.*)?", stripped)
+            if header:
+                table = header.group(1).strip().strip('"')
+                self.lines.setdefault((table, None), number)
+                continue
+            key = re.match(r'("[^"]*"|[A-Za-z0-9_-]+)\s*=', stripped)
+            if key:
+                self.lines.setdefault((table, key.group(1).strip('"')), number)
+
+    def where(self, table: str, key: str | None = None) -> str:
+        number = self.lines.get((table, key)) or self.lines.get((table, None))
+        return f"{self.path}, line {number}" if number else str(self.path)
+
+    def error(self, table: str, key: str | None, message: str) -> UserError:
+        """"<file>, line N: [table] key: message" (the key once, even when the message starts with it)."""
+        name = f"[{table}] " if table else ""
+        if key and not message.startswith(f"{key}:"):
+            message = f"{key}: {message}"
+        return UserError(f"{self.where(table, key)}: {name}{message}")
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _net_nums(value, lines: _Lines) -> list:
+    """net_num: a whole number, a list of them, or a range "first-last"."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value)
+        if not match or int(match.group(2)) < int(match.group(1)):
+            raise lines.error("grid", "net_num", f"{value!r} is not a range; write e.g. \"0-9\" or a list [0, 1, 2].")
+        return list(range(int(match.group(1)), int(match.group(2)) + 1))
+    values = _as_list(value)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise lines.error("grid", "net_num", f"{value!r}: give whole numbers >= 0, a list of them, or a range \"0-9\".")
+    return values
+
+
+def _choices(grid: dict, key: str, allowed, lines: _Lines) -> list:
+    if key not in grid:
+        raise lines.error("grid", None, f"{key} is missing; give e.g. {key} = [\"{next(iter(allowed))}\"].")
+    values = _as_list(grid[key])
+    for value in values:
+        if value not in allowed:
+            raise lines.error("grid", key, f"{value!r} is not one of {', '.join(allowed)}.")
+    return values
+
+
+def _no_repeats(values, table: str, key: str, lines: _Lines) -> None:
+    seen = [str(v) for v in values]
+    if not values or len(set(seen)) != len(seen):
+        what = "is empty" if not values else "lists a value twice (it would run twice)"
+        raise lines.error(table, key, f"{values!r} {what}.")
+
+
+def _scalar_values(grid: dict, lines: _Lines) -> dict:
+    """{prompt name: [values]} of the prompted scalars in the grid, in file order."""
+    scalars = {}
+    for key, value in grid.items():
+        if key in GRID_KEYS:
+            continue
+        if key not in SCALAR_PROMPTS:
+            raise lines.error("grid", key, f"unknown key; allowed: {', '.join(GRID_KEYS)} and the prompted scalars "
+                                           f"{', '.join(SCALAR_PROMPTS)}.")
+        values = _as_list(value)
+        _no_repeats(values, "grid", key, lines)
+        parsed = []
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, (int, float, str)):
+                raise lines.error("grid", key, f"{item!r} is not a number.")
+            try:
+                parsed.append(parse_scalar(SCALAR_PROMPTS[key], str(item)))
+            except UserError as exc:
+                raise lines.error("grid", key, str(exc)) from None
+        scalars[key] = parsed
+    return scalars
+
+
+def _answer(answers: dict, key: str, lines: _Lines, minimum: int = 1) -> int:
+    if key not in answers:
+        raise lines.error("answers", None, f"{key} is missing (the {key.upper()} prompt's answer).")
+    value = answers[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise lines.error("answers", key, f"{value!r} is not a whole number of at least {minimum}.")
+    return value
+
+
+def _option_argv(key: str, value, lines: _Lines) -> list:
+    """One [options] entry as script arguments: a flag for true, nothing for false, else --key value."""
+    flag = f"--{key}"
+    if isinstance(value, bool):
+        return [flag] if value else []
+    if isinstance(value, (int, float, str)):
+        return [flag, str(value)]
+    raise lines.error("options", key, f"{value!r} is not a number, text or true/false.")
+
+
+def _script_options(model: str, dataset: str) -> dict:
+    """{long option name: takes a value} of a script's parser."""
+    from lsm_core.cli import build_parser
+    names = {}
+    for action in build_parser(model, dataset)._actions:
+        for option in action.option_strings:
+            if option.startswith("--"):
+                names[option[2:]] = action.nargs != 0
+    return names
+
+
+def _check_options(argv: list, model: str, dataset: str, option_keys: list, lines: _Lines) -> argparse.Namespace:
+    """Parse `argv` with the script's own parser; a mistake names the option's line."""
+    from lsm_core.cli import build_parser
+
+    parser = build_parser(model, dataset)
+
+    def error(message):
+        named = re.search(r"--([a-z0-9-]+)", message)
+        key = named.group(1) if named and named.group(1) in option_keys else None
+        raise lines.error("options", key, message)
+
+    parser.error = error
+    return parser.parse_args(argv)
+
+
+def _seed(policy, version: int, net_num: int) -> int:
+    return version if policy == "version" else net_num if policy == "net_num" else int(policy)
+
+
+def load_sweep(path, paths: SweepPaths = SweepPaths()) -> Sweep:
+    """Read, check and expand a sweep file; every mistake is a UserError naming the file and line."""
+    from lsm_core.cli import SEED_MAX
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read the sweep file {path} ({exc.strerror or exc}).") from None
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file in UTF-8; a sweep file is TOML text.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path} is not valid TOML: {exc}.") from None
+    lines = _Lines(text, path)
+    for key in data:
+        if key not in TOP_KEYS:
+            raise lines.error("", key, f"unknown key; allowed at the top: {', '.join(TOP_KEYS)} "
+                                       f"(scalars belong in [grid], prompt answers in [answers]).")
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise lines.error("", "name", f"{name!r}: give the sweep a name of letters, digits, '_', '.' and '-' "
+                                      f"(it names its manifest, sweeps/<name>.json).")
+    first_version = data.get("first_version")
+    if isinstance(first_version, bool) or not isinstance(first_version, int) or first_version < 0:
+        raise lines.error("", "first_version", f"{first_version!r}: give the first VERSION, a whole number >= 0.")
+    for table in ("grid", "answers", "options"):
+        if not isinstance(data.get(table, {}), dict):
+            raise lines.error("", table, f"must be a table: write [{table}] on its own line.")
+
+    grid = data.get("grid")
+    if not grid:
+        raise lines.error("", None, "[grid] is missing: it names the models, datasets, liquids and scalars.")
+    models = _choices(grid, "model", MODELS, lines)
+    datasets = _choices(grid, "dataset", DATASETS, lines)
+    if "net_num" not in grid:
+        raise lines.error("grid", None, "net_num is missing; give the liquids, e.g. net_num = \"0-9\".")
+    net_nums = _net_nums(grid["net_num"], lines)
+    for key, values in (("model", models), ("dataset", datasets), ("net_num", net_nums)):
+        _no_repeats(values, "grid", key, lines)
+    scalars = _scalar_values(grid, lines)
+    for key in scalars:
+        if not any(key in (p.name for p in MODELS[m].prompts) for m in models):
+            raise lines.error("grid", key, f"none of the models {', '.join(models)} asks for {key}.")
+    for model in models:
+        missing = [p.name for p in MODELS[model].prompts if p.name not in scalars]
+        if missing:
+            raise lines.error("grid", "model", f"{model} asks for {', '.join(missing)}: add "
+                                               f"{missing[0]} = [...] to [grid].")
+        for dataset in datasets:
+            if not (REPO_ROOT / _script(model, dataset)).exists():
+                raise lines.error("grid", "dataset", f"there is no {model} benchmark on {dataset} (no script "
+                                                     f"{_script(model, dataset)}); split the sweep in two.")
+
+    answers = data.get("answers", {})
+    for key in answers:
+        if key not in ANSWER_KEYS:
+            raise lines.error("answers", key, f"unknown key; allowed: {', '.join(ANSWER_KEYS)} (the other prompts "
+                                              f"are the grid's model scalars).")
+    try:
+        gpu = parse_gpu(str(answers.get("gpu", "cpu")))
+    except UserError as exc:
+        raise lines.error("answers", "gpu", str(exc)) from None
+    batch_size = _answer(answers, "batch_size", lines)
+    per_block = _answer(answers, "batches_per_block", lines)
+
+    options = data.get("options", {})
+    seed_policy = options.get("seed", "version")
+    if not (seed_policy in SEED_POLICIES or (isinstance(seed_policy, int) and not isinstance(seed_policy, bool)
+                                             and 0 <= seed_policy <= SEED_MAX)):
+        raise lines.error("options", "seed", f"{seed_policy!r}: give a seed 0 to {SEED_MAX} for every run, "
+                                             f"\"version\" (seed = VERSION) or \"net_num\" (seed = NET_NUM_VAR).")
+    runs, version = [], first_version
+    for model in models:
+        for dataset in datasets:
+            known = _script_options(model, dataset)
+            argv, used = [], []
+            for key, value in options.items():
+                if key == "seed":
+                    continue
+                if key in PATH_OPTIONS:
+                    raise lines.error("options", key, f"give --{key} to the sweep command instead; it applies to "
+                                                      f"every run and is not part of a run's parameters.")
+                if key in REFUSED_OPTIONS or key.startswith("-"):
+                    raise lines.error("options", key, REFUSED_OPTIONS.get(key, "write option names without dashes."))
+                allowed = _all_script_options(models, datasets) - set(PATH_OPTIONS) - set(REFUSED_OPTIONS)
+                if key not in allowed:
+                    raise lines.error("options", key, f"unknown option for the scripts of this sweep; their options "
+                                                      f"are {', '.join(sorted(allowed))}.")
+                if key in known:
+                    argv += _option_argv(key, value, lines)
+                    used.append(key)
+            args = _check_options(argv, model, dataset, used, lines)
+            sizes = {"train": args.train_samples, "valid": args.valid_samples, "test": args.test_samples}
+            try:
+                check_batch_size(batch_size, sizes)
+            except UserError as exc:
+                raise lines.error("answers", "batch_size", str(exc)) from None
+            try:
+                check_batches_per_block(per_block, batch_size, sizes)
+            except UserError as exc:
+                raise lines.error("answers", "batches_per_block", str(exc)) from None
+            own = [p.name for p in MODELS[model].prompts]
+            for net_num in net_nums:
+                for values in itertools.product(*(scalars[k] for k in scalars if k in own)):
+                    chosen = dict(zip([k for k in scalars if k in own], values))
+                    ordered = {name: chosen[name] for name in own}
+                    seed = _seed(seed_policy, version, net_num)
+                    runs.append(SweepRun(
+                        version=version, model=model, dataset=dataset, net_num=net_num, scalars=ordered,
+                        answers=(gpu, str(version), str(net_num), str(batch_size), str(per_block),
+                                 *(repr(v) if isinstance(v, float) else str(v) for v in ordered.values())),
+                        options=(*argv, "--seed", str(seed)), seed=seed))
+                    version += 1
+    sweep = Sweep(name=name, path=path.resolve(), first_version=first_version, runs=tuple(runs),
+                  sha256=hashlib.sha256(raw).hexdigest(), description=str(data.get("description", "")))
+    _check_versions(sweep, paths, lines)
+    return sweep
+
+
+def _script(model: str, dataset: str) -> str:
+    from lsm_core.cli import script_name
+    return script_name(model, dataset)
+
+
+def _all_script_options(models, datasets) -> set:
+    return {key for m in models for d in datasets for key in _script_options(m, d)}
+
+
+# ----------------------------------------------------------------------------------------------
+# VERSIONs: existing run folders and other sweeps
+# ----------------------------------------------------------------------------------------------
+
+def _check_versions(sweep: Sweep, paths: SweepPaths, lines: _Lines) -> None:
+    """Refuse VERSIONs that hold, or that another sweep's manifest gives to, a run with other parameters."""
+    from lsm_core.runfolder import _differences
+
+    by_version = {run.version: run for run in sweep.runs}
+    for run in sweep.runs:
+        params = read_json_file(run_folder_path(run.version, paths.output_root) / "params.json")
+        recorded = params.get("identity") if isinstance(params, dict) else None
+        if not isinstance(recorded, dict):
+            continue
+        expected = config_identity(run.config(paths))
+        differences = _differences({k: recorded.get(k, "<missing>") for k in expected}, expected)
+        if differences:
+            raise lines.error("", "first_version", f"VERSION {run.version} ({run.label}) already holds a run with "
+                                                   f"other parameters ({differences}). Choose a first_version whose "
+                                                   f"range {sweep.first_version}-{sweep.runs[-1].version} is free, "
+                                                   f"or move that run folder away.")
+    for other in sorted((paths.root / "sweeps").glob("*.json")):
+        if other.stem == sweep.name:
+            continue
+        manifest = read_json_file(other)
+        for entry in (manifest.get("runs", []) if isinstance(manifest, dict) else []):
+            run = by_version.get(entry.get("version")) if isinstance(entry, dict) else None
+            if run is not None and _entry_identity(entry, paths) != config_identity(run.config(paths)):
+                raise lines.error("", "first_version", f"VERSION {run.version} belongs to the sweep "
+                                                       f"{manifest.get('name', other.stem)!r} ({other}) with other "
+                                                       f"parameters. Choose another first_version.")
+
+
+def _entry_identity(entry: dict, paths: SweepPaths) -> dict | None:
+    """The run identity of another manifest's entry (None when the entry is not readable)."""
+    try:
+        run = SweepRun(version=int(entry["version"]), model=entry["model"], dataset=entry["dataset"],
+                       net_num=int(entry["net_num"]), scalars=dict(entry["scalars"]),
+                       answers=tuple(entry["answers"]), options=tuple(entry["options"]), seed=int(entry["seed"]))
+        return config_identity(run.config(paths))
+    except (KeyError, TypeError, ValueError, IndexError, SystemExit, UserError):
+        return None
+
+
+def _entry_key(entry: dict) -> tuple:
+    """What makes two manifest entries the same run."""
+    return tuple(json.dumps(entry.get(k), sort_keys=True) for k in ("model", "dataset", "net_num", "scalars",
+                                                                      "answers", "options"))
+
+
+# ----------------------------------------------------------------------------------------------
+# The manifest
+# ----------------------------------------------------------------------------------------------
+
+def manifest(sweep: Sweep, paths: SweepPaths) -> dict:
+    return {"format": MANIFEST_FORMAT, "name": sweep.name, "sweep_file": str(sweep.path),
+            "sweep_sha256": sweep.sha256, "description": sweep.description,
+            "first_version": sweep.first_version, "last_version": sweep.runs[-1].version if sweep.runs else None,
+            "paths": {k: v for k, v in vars(paths).items()},
+            "runs": [run.manifest_entry(paths) for run in sweep.runs]}
+
+
+def write_manifest(sweep: Sweep, paths: SweepPaths, say=print) -> Path:
+    """Write `<output-root>/sweeps/<name>.json` atomically; say what changed since the previous one."""
+    path = sweep.manifest_path(paths)
+    new = manifest(sweep, paths)
+    previous = read_json_file(path)
+    if path.exists() and not (isinstance(previous, dict) and isinstance(previous.get("runs"), list)):
+        say(f"note: the manifest {path} was damaged or unreadable; it is written anew from {sweep.path} "
+            f"(the run folders hold the results, the manifest only lists them).")
+    elif isinstance(previous, dict) and previous != new:
+        old = {e.get("version"): _entry_key(e) for e in previous["runs"] if isinstance(e, dict)}
+        now = {e["version"]: _entry_key(e) for e in new["runs"]}
+        added = sorted(set(now) - set(old))
+        removed = sorted(set(old) - set(now))
+        changed = sorted(v for v in set(old) & set(now) if old[v] != now[v])
+        if added or removed or changed:
+            say(f"note: the sweep {sweep.name!r} changed since its manifest was written: {len(added)} runs added, "
+                f"{len(removed)} removed, {len(changed)} changed"
+                + (f"; the folders of removed VERSIONs ({_ranges(removed)}) are left as they are" if removed else ""))
+    if previous != new:
+        atomic_write_json(path, new)
+    return path
+
+
+def _ranges(versions) -> str:
+    """[3, 4, 5, 9] -> "3-5, 9"."""
+    out = []
+    for _, group in itertools.groupby(enumerate(versions), key=lambda item: item[1] - item[0]):
+        values = [v for _, v in group]
+        out.append(str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}")
+    return ", ".join(out)
+
+
+def format_runs(sweep: Sweep, paths: SweepPaths, statuses: dict | None = None) -> str:
+    """The table of runs (--dry-run): VERSION, model, dataset, liquid, scalars, seed, status, command."""
+    statuses = statuses or {}
+    rows = [["VERSION", "model", "dataset", "net", "scalars", "seed", "status", "command"]]
+    for run in sweep.runs:
+        rows.append([str(run.version), run.model, run.dataset, str(run.net_num),
+                     " ".join(f"{k}={v}" for k, v in run.scalars.items()) or "-", str(run.seed),
+                     statuses.get(run.version, "-"), run.command(paths)])
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
+
+
+
+# ----------------------------------------------------------------------------------------------
+# The command
+# ----------------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    from lsm_core.cli import int_option
+    from lsm_core.runlock import STALE_AFTER_S
+
+    parser = argparse.ArgumentParser(
+        prog="python -m lsm_core sweep",
+        description="Run a grid of runs described by a sweep file (TOML): on this machine (--jobs, --gpus), as "
+                    "a worker started by any scheduler (--worker), or as a Slurm job array (--backend slurm). "
+                    "Each run is an ordinary run (same folder, resume and outputs as its script); re-running the "
+                    "sweep skips finished runs and resumes partial ones.",
+        epilog="Example: python -m lsm_core sweep sweeps/demo.toml --dry-run; then --jobs 2.")
+    add = parser.add_argument
+    add("file", metavar="FILE.toml", help="the sweep file")
+    add("--dry-run", action="store_true", help="print the table of runs (VERSION, parameters, status, the plain "
+                                               "command of each) and run nothing")
+    local = parser.add_argument_group("local executor (the default)")
+    local.add_argument("--jobs", type=int_option(1), default=None, metavar="N",
+                       help="runs at a time on the CPU, TensorFlow's threads divided between them (default 1)")
+    local.add_argument("--gpus", metavar="LIST", help="one run per GPU at a time, e.g. 0,1,2,3 (each worker gets "
+                                                      "its own CUDA_VISIBLE_DEVICES)")
+    worker = parser.add_argument_group("worker (start any number, under any scheduler)")
+    worker.add_argument("--worker", action="store_true", help="claim unfinished runs one after another until none "
+                                                              "is left")
+    worker.add_argument("--gpu", metavar="ANSWER", help="the GPU answer for this worker's runs (default: the "
+                                                        "sweep's); 'allocated': the GPUs the scheduler gave the job")
+    worker.add_argument("--threads", type=int_option(1), metavar="N", help="CPU threads of this worker")
+    worker.add_argument("--no-wait", action="store_true", help="leave when the remaining runs are all held by other "
+                                                               "workers (default: wait, and take over a run whose "
+                                                               "worker died)")
+    worker.add_argument("--worker-name", default="", help=argparse.SUPPRESS)
+    slurm = parser.add_argument_group("Slurm (--backend slurm, through submitit)")
+    slurm.add_argument("--backend", choices=("local", "slurm"), default="local", help="who starts the workers")
+    slurm.add_argument("--cluster", choices=("slurm", "local", "debug"), default=None,
+                       help="submitit's executor (default: Slurm where sbatch exists); 'local' runs the same job "
+                            "array as processes on this machine")
+    slurm.add_argument("--tasks", type=int_option(1), metavar="N", help="workers in the job array (default: one per "
+                                                                        "unfinished run)")
+    slurm.add_argument("--array-parallelism", type=int_option(1), metavar="K", help="at most K tasks at once")
+    slurm.add_argument("--partition", help="Slurm partition")
+    slurm.add_argument("--time", type=int_option(1), default=24 * 60, metavar="MIN",
+                       help="time limit per task in minutes (default 1440); a task stopped by it leaves its run "
+                            "resumable")
+    slurm.add_argument("--gpus-per-task", type=int_option(0), default=0, metavar="G", help="GPUs per task (default 0)")
+    slurm.add_argument("--cpus-per-task", type=int_option(1), metavar="C", help="CPU cores per task")
+    slurm.add_argument("--detach", action="store_true", help="submit and return instead of watching the jobs")
+    common = parser.add_argument_group("folders and locks")
+    common.add_argument("--output-root", metavar="DIR", help="folder of the ver_<VERSION> run folders and of "
+                                                             "sweeps/ (default: the repository's train_data/)")
+    common.add_argument("--networks-dir", metavar="DIR", help="folder of the liquids (default: networks/)")
+    common.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: datasets/)")
+    common.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="S",
+                        help=f"a lock from another machine without a heartbeat for S seconds belongs to a dead "
+                             f"worker and is taken over (default {STALE_AFTER_S:.0f})")
+    return parser
+
+
+def sweep_command(argv) -> int:
+    """`python -m lsm_core sweep FILE.toml [...]`."""
+    from lsm_core import workers
+    from lsm_core.cli import _path
+
+    args = _parser().parse_args(list(argv))
+    if args.worker and (args.jobs or args.gpus or args.backend != "local"):
+        raise UserError("--worker runs one worker in this process; it does not combine with --jobs, --gpus or "
+                        "--backend slurm.")
+    if args.gpus and args.jobs:
+        raise UserError("--gpus runs one worker per GPU; leave out --jobs (it would be the number of GPUs).")
+    if args.backend == "slurm" and (args.jobs or args.gpus):
+        raise UserError("--jobs and --gpus belong to the local executor; with --backend slurm use --tasks and "
+                        "--gpus-per-task.")
+    if args.stale_after <= 0:
+        raise UserError(f"--stale-after {args.stale_after:g}: give a positive number of seconds.")
+    gpus = parse_gpu(args.gpus).split(",") if args.gpus else None
+    if gpus == ["cpu"]:
+        raise UserError(f"--gpus {args.gpus!r}: give GPU indices such as 0,1 (for the CPU use --jobs).")
+    gpu = args.gpu if args.gpu in (None, "allocated") else parse_gpu(args.gpu)
+    paths = SweepPaths(output_root=_path(args.output_root), networks_dir=_path(args.networks_dir),
+                       data_dir=_path(args.data_dir))
+    sweep = load_sweep(args.file, paths)
+    if args.dry_run:
+        statuses = {run.version: workers.run_state(run, paths, args.stale_after) for run in sweep.runs}
+        print(format_runs(sweep, paths, statuses))
+        print(f"{len(sweep.runs)} runs, VERSION {sweep.runs[0].version}-{sweep.runs[-1].version}; manifest: "
+              f"{sweep.manifest_path(paths)} (written when the sweep runs)")
+        return 0
+    write_manifest(sweep, paths)
+    settings = workers.WorkerSettings(sweep_file=str(sweep.path), paths=paths, gpu=gpu, threads=args.threads,
+                                      wait=not args.no_wait, stale_after=args.stale_after, name=args.worker_name)
+    if args.worker:
+        return workers.work(settings)
+    if args.backend == "slurm":
+        return workers.run_slurm(sweep, settings, cluster=args.cluster, tasks=args.tasks, time_min=args.time,
+                                 partition=args.partition, gpus_per_task=args.gpus_per_task,
+                                 cpus_per_task=args.cpus_per_task, array_parallelism=args.array_parallelism,
+                                 detach=args.detach)
+    return workers.run_local(sweep, settings, jobs=args.jobs or 1, gpus=gpus)

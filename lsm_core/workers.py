@@ -1,0 +1,368 @@
+"""Running a sweep's runs: the worker loop, and the executors that start workers.
+
+Everything runs through one worker loop (`work`): it claims the next unfinished run through the run's
+lock (runlock.py), runs it with the ordinary pipeline (so the run folder, resume and outputs are those
+of the plain script), gives the lock back, and goes on until no run is left.  Workers need no
+coordinator, so the executors only differ in how they start workers:
+
+* **local** (`--jobs N`, `--gpus 0,1,...`): N child processes on this machine, each with its share of
+  the CPU threads, or one GPU each through CUDA_VISIBLE_DEVICES; one overall progress bar and a status
+  line per running run; each worker's output goes to `sweeps/<name>/logs/worker-<k>.log`.
+* **any scheduler** (`--worker`): this process is one worker; start as many as you like (a Slurm job
+  array, an ssh loop, cron) on machines that share the output root.
+* **Slurm** (`--backend slurm`): a job array of workers submitted through `submitit`, or run by its
+  local executor (`--cluster local`) on this machine through the same code path.
+
+A worker that dies leaves its run resumable and its lock reclaimable (at once on the same machine,
+after the stale-lock timeout from another), and another worker finishes the run.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lsm_core.errors import UserError
+from lsm_core.runfolder import REPO_ROOT, run_folder_path
+from lsm_core.runlock import STALE_AFTER_S, RunLock, folder_owner
+from lsm_core.storage import read_json_file
+from lsm_core.sweep import Sweep, SweepPaths, SweepRun, load_sweep, write_manifest
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                    "TF_NUM_INTEROP_THREADS")
+ALLOCATED = "allocated"          # --gpu value: the GPUs a scheduler gave this process (CUDA_VISIBLE_DEVICES)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How one worker runs: devices, threads, patience.  Picklable (it travels to scheduler jobs)."""
+
+    sweep_file: str
+    paths: SweepPaths = SweepPaths()
+    gpu: str | None = None            # None: the sweep's GPU answer; "allocated": the scheduler's GPUs
+    threads: int | None = None        # CPU threads for TensorFlow and NumPy (None: all)
+    wait: bool = True                 # wait for runs held by other workers (they may die) instead of leaving
+    stale_after: float = STALE_AFTER_S
+    poll_s: float = 5.0
+    name: str = ""                    # shown in the log, e.g. "local-1"
+
+
+# ----------------------------------------------------------------------------------------------
+# Where a run stands
+# ----------------------------------------------------------------------------------------------
+
+def run_is_complete(run: SweepRun, paths: SweepPaths, readout_epochs: int) -> bool:
+    """True when the run's summary.json says complete with at least the readout epochs asked for."""
+    summary = read_json_file(run_folder_path(run.version, paths.output_root) / "summary.json")
+    return (isinstance(summary, dict) and summary.get("complete") is True
+            and int(summary.get("final_epoch", 0)) >= readout_epochs)
+
+
+class RunBook:
+    """The sweep's runs with their readout targets, and which of them are complete (cached once true)."""
+
+    def __init__(self, sweep: Sweep, paths: SweepPaths):
+        self.sweep, self.paths = sweep, paths
+        self.epochs = {run.version: run.config(paths).readout_epochs for run in sweep.runs}
+        self._complete = set()
+
+    def complete(self, run: SweepRun) -> bool:
+        if run.version not in self._complete and run_is_complete(run, self.paths, self.epochs[run.version]):
+            self._complete.add(run.version)
+        return run.version in self._complete
+
+    def pending(self) -> list:
+        return [run for run in self.sweep.runs if not self.complete(run)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The worker loop
+# ----------------------------------------------------------------------------------------------
+
+def _prepare_process(settings: WorkerSettings, sweep_gpu: str) -> str:
+    """Choose devices and threads before TensorFlow starts; returns the GPU answer the runs record."""
+    from lsm_core.devices import apply_gpu_choice
+
+    if settings.threads:
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = str(settings.threads)
+    if settings.gpu == ALLOCATED:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        ids = [part for part in visible.split(",") if part.strip() and part.strip() != "-1"]
+        gpu = ",".join(str(k) for k in range(len(ids))) or "cpu"     # CUDA numbers the allocated GPUs 0, 1, ...
+        if gpu == "cpu":
+            apply_gpu_choice("cpu")
+    else:
+        gpu = settings.gpu or sweep_gpu
+        apply_gpu_choice(gpu)
+    import tensorflow as tf
+
+    if settings.threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(settings.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(settings.threads)
+        except RuntimeError:           # TensorFlow already ran an op in this process: keep its pools
+            pass
+    return gpu
+
+
+def work(settings: WorkerSettings, say=print) -> int:
+    """Claim and run the sweep's unfinished runs until none is left.  Returns 0 when every run this worker
+    tried finished, 1 when some failed (their messages are in the output), 130 when interrupted."""
+    from lsm_core.cli import format_user_error, sigterm_as_interrupt
+
+    sweep = load_sweep(settings.sweep_file, settings.paths)
+    write_manifest(sweep, settings.paths, say)
+    book = RunBook(sweep, settings.paths)
+    if not book.pending():
+        say(f"sweep {sweep.name}: all {len(sweep.runs)} runs are complete")
+        return 0
+    gpu = _prepare_process(settings, sweep.runs[0].answers[0])
+    from lsm_core import pipeline
+
+    me = settings.name or f"worker {os.getpid()}"
+    tried, failed = set(), {}
+    with sigterm_as_interrupt():
+        try:
+            while True:
+                pending = [run for run in book.pending() if run.version not in tried]
+                if not pending:
+                    break
+                claimed = _claim(pending, book, settings)
+                if claimed is None:
+                    if not settings.wait:
+                        say(f"[{me}] the {len(pending)} runs left are held by other workers; leaving them to them")
+                        break
+                    time.sleep(min(settings.poll_s, settings.stale_after / 4))
+                    continue
+                run, lock = claimed
+                tried.add(run.version)
+                say(f"[{me}] {run.label}: {'taking over from ' + lock.taken_over.describe() if lock.taken_over else 'starting'}")
+                try:
+                    pipeline.run(run.config(settings.paths, gpu=gpu), lock=lock)
+                except UserError as exc:
+                    failed[run.version] = str(exc)
+                    say(f"[{me}] FAILED {run.label}\n{format_user_error(exc)}")
+                except OSError as exc:
+                    failed[run.version] = f"{exc.strerror or exc} ({exc.filename or ''})"
+                    say(f"[{me}] FAILED {run.label}: a file could not be read or written: {failed[run.version]}")
+                finally:
+                    lock.release()
+        except KeyboardInterrupt:
+            say(f"[{me}] interrupted; everything finished so far is saved, and re-running the sweep resumes it")
+            return 130
+    done = sum(book.complete(run) for run in sweep.runs)
+    say(f"[{me}] sweep {sweep.name}: {done} of {len(sweep.runs)} runs complete"
+        + (f"; {len(failed)} failed here: " + ", ".join(f"ver_{v}" for v in failed) if failed else ""))
+    return 1 if failed else 0
+
+
+def _claim(pending, book: RunBook, settings: WorkerSettings):
+    """Take the lock of the first pending run that is free (or whose owner died): (run, lock) or None."""
+    for run in pending:
+        lock = RunLock(run_folder_path(run.version, settings.paths.output_root), stale_after=settings.stale_after)
+        if lock.try_acquire() is None:
+            if book.complete(run):         # finished by another worker since we looked
+                lock.release()
+                continue
+            return run, lock
+    return None
+
+
+def slurm_task(settings: WorkerSettings) -> int:
+    """One task of a scheduler's job array: a worker (submitit calls this in the job's process)."""
+    return work(settings)
+
+
+# ----------------------------------------------------------------------------------------------
+# Watching a sweep: overall progress and a line per running run
+# ----------------------------------------------------------------------------------------------
+
+def run_state(run: SweepRun, paths: SweepPaths, stale_after: float = STALE_AFTER_S) -> str:
+    """"running (host, PID): spike counts 40%", "complete", "not started", or how far an idle run got."""
+    from lsm_core.report import collect_run
+
+    status = collect_run(run.version, paths.output_root, stale_after).status
+    return "not started" if status == "missing" else status
+
+
+def watch(sweep: Sweep, paths: SweepPaths, alive, names: dict | None = None, poll_s: float = 1.0,
+          stale_after: float = STALE_AFTER_S) -> None:
+    """Show the sweep's progress until `alive()` is False: one bar (runs complete / total, rate, ETA) and,
+    at a terminal, a status line per running run (`names` maps a worker PID to its name)."""
+    from tqdm import tqdm
+
+    book = RunBook(sweep, paths)
+    names = names or {}
+    interactive = sys.stderr.isatty()
+    total = len(sweep.runs)
+    done = total - len(book.pending())
+    bar = tqdm(total=total, initial=done, desc=f"sweep {sweep.name}", unit="run", file=sys.stderr,
+               dynamic_ncols=True, mininterval=0.5 if interactive else 30.0, smoothing=0.0)
+    lines = []
+    seen_running = {}
+    try:
+        while True:
+            running = {}
+            for run in book.pending():
+                owner = folder_owner(run_folder_path(run.version, paths.output_root), stale_after)
+                if owner is not None:
+                    running[run.version] = (run, owner)
+            now_done = total - len(book.pending())
+            bar.update(now_done - done)
+            done = now_done
+            if interactive:
+                while len(lines) < len(running):
+                    lines.append(tqdm(total=0, position=len(lines) + 1, bar_format="{desc}", file=sys.stderr,
+                                      leave=False))
+                for line, (run, owner) in zip(lines, sorted(running.values(), key=lambda item: item[0].version)):
+                    who = names.get(owner.pid, f"{owner.host}:{owner.pid}")
+                    line.set_description_str(f"  {who}: {run.label} - {run_state(run, paths, stale_after)}")
+                for line in lines[len(running):]:
+                    line.set_description_str("")
+            else:
+                for version, (run, owner) in running.items():
+                    if seen_running.get(version) != owner.pid:
+                        bar.write(f"{names.get(owner.pid, f'{owner.host}:{owner.pid}')}: started {run.label}")
+                seen_running = {version: owner.pid for version, (run, owner) in running.items()}
+            if not alive():
+                break
+            time.sleep(poll_s)
+    finally:
+        for line in lines:
+            line.close()
+        bar.close()
+
+
+def summarize(sweep: Sweep, paths: SweepPaths, logs: str = "") -> int:
+    """Print which runs are not complete; 0 when all are, else 1."""
+    book = RunBook(sweep, paths)
+    pending = book.pending()
+    if not pending:
+        print(f"sweep {sweep.name}: all {len(sweep.runs)} runs complete. Results: python -m lsm_core report "
+              f"{sweep.runs[0].version}-{sweep.runs[-1].version}"
+              + (f" --output-root {paths.output_root}" if paths.output_root else "") + " --group-by model,dataset,n_res")
+        return 0
+    print(f"sweep {sweep.name}: {len(sweep.runs) - len(pending)} of {len(sweep.runs)} runs complete; not complete:",
+          file=sys.stderr)
+    for run in pending:
+        print(f"  {run.label}: {run_state(run, paths)}", file=sys.stderr)
+    print("Re-run the same sweep command to resume them" + (f"; worker output is in {logs}" if logs else "") + ".",
+          file=sys.stderr)
+    return 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Executors
+# ----------------------------------------------------------------------------------------------
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                     # macOS
+        return os.cpu_count() or 1
+
+
+def _child_environment(threads: int | None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    if threads:
+        env.update({variable: str(threads) for variable in THREAD_VARIABLES})
+    return env
+
+
+def _worker_argv(settings: WorkerSettings) -> list:
+    argv = [sys.executable, "-m", "lsm_core", "sweep", settings.sweep_file, "--worker", "--worker-name", settings.name,
+            "--stale-after", repr(settings.stale_after), *settings.paths.options()]
+    if settings.gpu is not None:
+        argv += ["--gpu", settings.gpu]
+    if settings.threads:
+        argv += ["--threads", str(settings.threads)]
+    return argv
+
+
+def run_local(sweep: Sweep, settings: WorkerSettings, jobs: int = 1, gpus: list | None = None) -> int:
+    """N worker processes on this machine (one per GPU with `gpus`), watched until they end."""
+    paths = settings.paths
+    count = len(gpus) if gpus else jobs
+    threads = None if gpus else max(1, _cpu_count() // count)
+    logs = sweep.work_dir(paths) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    pending = len(RunBook(sweep, paths).pending())
+    print(f"sweep {sweep.name}: {len(sweep.runs)} runs (VERSION {sweep.runs[0].version}-{sweep.runs[-1].version}), "
+          f"{pending} to do; {count} worker{'s' if count > 1 else ''} "
+          + (f"on GPU {', '.join(gpus)}" if gpus else f"on the CPU, {threads} thread{'s' if threads > 1 else ''} each")
+          + f"; worker output in {logs}", file=sys.stderr)
+    if not pending:
+        return summarize(sweep, paths)
+    processes, names = [], {}
+    try:
+        for k in range(count):
+            worker = replace(settings, name=f"worker {k}", threads=threads, gpu=gpus[k] if gpus else settings.gpu)
+            with open(logs / f"worker-{k}.log", "ab") as log_file:
+                process = subprocess.Popen(_worker_argv(worker), stdin=subprocess.DEVNULL, stdout=log_file,
+                                           stderr=subprocess.STDOUT, env=_child_environment(threads))
+            processes.append(process)
+            names[process.pid] = worker.name
+        watch(sweep, paths, alive=lambda: any(p.poll() is None for p in processes), names=names,
+              stale_after=settings.stale_after)
+    except KeyboardInterrupt:
+        print("\ninterrupted: waiting for the workers to save their work ...", file=sys.stderr)
+        for process in processes:
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()           # the workers stop cleanly on SIGTERM
+                process.wait()
+    return summarize(sweep, paths, str(logs))
+
+
+def run_slurm(sweep: Sweep, settings: WorkerSettings, cluster: str | None, tasks: int | None, time_min: int,
+              partition: str | None, gpus_per_task: int, cpus_per_task: int | None, array_parallelism: int | None,
+              detach: bool) -> int:
+    """Submit `tasks` workers as one job array through submitit (`cluster="local"`: its local executor)."""
+    try:
+        import submitit
+    except ImportError:
+        raise UserError("--backend slurm needs the submitit package, which is not installed: pip install submitit. "
+                        "Without it, start workers yourself with `python -m lsm_core sweep FILE --worker` (for "
+                        "example from an sbatch --array script, see the README).") from None
+    paths = settings.paths
+    pending = len(RunBook(sweep, paths).pending())
+    if not pending:
+        return summarize(sweep, paths)
+    tasks = min(tasks or pending, pending)
+    folder = sweep.work_dir(paths) / "slurm"
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    parameters = {"name": f"lsm-sweep-{sweep.name}", "timeout_min": time_min, "cpus_per_task": cpus_per_task,
+                  "gpus_per_node": gpus_per_task or None, "slurm_partition": partition,
+                  "slurm_array_parallelism": array_parallelism}
+    executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+    os.environ["PYTHONPATH"] = _child_environment(None)["PYTHONPATH"]    # the jobs import lsm_core from here
+    worker = replace(settings, gpu=ALLOCATED if gpus_per_task else "cpu", threads=cpus_per_task or settings.threads)
+    jobs = executor.map_array(slurm_task, [replace(worker, name=f"task {k}") for k in range(tasks)])
+    print(f"sweep {sweep.name}: submitted {tasks} worker tasks as job {jobs[0].job_id.split('_')[0]} "
+          f"({executor.cluster}); scheduler files in {folder}", file=sys.stderr)
+    if detach:
+        print("Follow it with `python -m lsm_core sweep FILE --dry-run` (the status column) or `python -m lsm_core "
+              "report`; re-running the sweep command later resumes anything left.", file=sys.stderr)
+        return 0
+    try:
+        watch(sweep, paths, alive=lambda: not all(job.done() for job in jobs), stale_after=settings.stale_after)
+    except KeyboardInterrupt:
+        print("\nstopped watching; the submitted jobs go on (cancel them with scancel).", file=sys.stderr)
+        return 130
+    for job in jobs:
+        try:
+            job.result()
+        except Exception as exc:              # a task that crashed: its output is in the scheduler folder
+            print(f"task {job.job_id} failed: {str(exc).splitlines()[-1] if str(exc) else exc!r}; its output is "
+                  f"in {folder}", file=sys.stderr)
+    return summarize(sweep, paths, str(folder))
