@@ -30,6 +30,7 @@ Running the runs is `workers.py`.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -255,6 +256,7 @@ def _option_argv(key: str, value, lines: _Lines) -> list:
     raise lines.error("options", key, f"{value!r} is not a number, text or true/false.")
 
 
+@functools.lru_cache(maxsize=None)
 def _script_options(model: str, dataset: str) -> dict:
     """{long option name: takes a value} of a script's parser."""
     from lsm_core.cli import build_parser
@@ -285,11 +287,18 @@ def _seed(policy, version: int, net_num: int) -> int:
     return version if policy == "version" else net_num if policy == "net_num" else int(policy)
 
 
-def load_sweep(path, paths: SweepPaths = SweepPaths()) -> Sweep:
-    """Read, check and expand a sweep file; every mistake is a UserError naming the file and line."""
-    from lsm_core.cli import SEED_MAX
+@dataclass(frozen=True)
+class _Grid:
+    """The checked [grid] table: what the sweep expands over."""
 
-    path = Path(path)
+    models: list
+    datasets: list
+    net_nums: list
+    scalars: dict                  # prompt name -> values, in file order
+
+
+def _read_toml(path: Path) -> tuple:
+    """(the file's bytes, its TOML content, its key lines); unreadable or invalid TOML is a UserError."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -301,7 +310,11 @@ def load_sweep(path, paths: SweepPaths = SweepPaths()) -> Sweep:
         raise UserError(f"{path} is not a text file in UTF-8; a sweep file is TOML text.") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path} is not valid TOML: {exc}.") from None
-    lines = _Lines(text, path)
+    return raw, data, _Lines(text, path)
+
+
+def _check_top(data: dict, lines: _Lines) -> tuple:
+    """(name, first_version) after checking the top-level keys."""
     for key in data:
         if key not in TOP_KEYS:
             raise lines.error("", key, f"unknown key; allowed at the top: {', '.join(TOP_KEYS)} "
@@ -316,8 +329,10 @@ def load_sweep(path, paths: SweepPaths = SweepPaths()) -> Sweep:
     for table in ("grid", "answers", "options"):
         if not isinstance(data.get(table, {}), dict):
             raise lines.error("", table, f"must be a table: write [{table}] on its own line.")
+    return name, first_version
 
-    grid = data.get("grid")
+
+def _check_grid(grid: dict, lines: _Lines) -> _Grid:
     if not grid:
         raise lines.error("", None, "[grid] is missing: it names the models, datasets, liquids and scalars.")
     models = _choices(grid, "model", MODELS, lines)
@@ -340,8 +355,11 @@ def load_sweep(path, paths: SweepPaths = SweepPaths()) -> Sweep:
             if not (REPO_ROOT / _script(model, dataset)).exists():
                 raise lines.error("grid", "dataset", f"there is no {model} benchmark on {dataset} (no script "
                                                      f"{_script(model, dataset)}); split the sweep in two.")
+    return _Grid(models, datasets, net_nums, scalars)
 
-    answers = data.get("answers", {})
+
+def _check_answers(answers: dict, lines: _Lines) -> tuple:
+    """(gpu, batch_size, batches_per_block) of [answers]."""
     for key in answers:
         if key not in ANSWER_KEYS:
             raise lines.error("answers", key, f"unknown key; allowed: {', '.join(ANSWER_KEYS)} (the other prompts "
@@ -350,55 +368,83 @@ def load_sweep(path, paths: SweepPaths = SweepPaths()) -> Sweep:
         gpu = parse_gpu(str(answers.get("gpu", "cpu")))
     except UserError as exc:
         raise lines.error("answers", "gpu", str(exc)) from None
-    batch_size = _answer(answers, "batch_size", lines)
-    per_block = _answer(answers, "batches_per_block", lines)
+    return gpu, _answer(answers, "batch_size", lines), _answer(answers, "batches_per_block", lines)
 
-    options = data.get("options", {})
-    seed_policy = options.get("seed", "version")
-    if not (seed_policy in SEED_POLICIES or (isinstance(seed_policy, int) and not isinstance(seed_policy, bool)
-                                             and 0 <= seed_policy <= SEED_MAX)):
-        raise lines.error("options", "seed", f"{seed_policy!r}: give a seed 0 to {SEED_MAX} for every run, "
+
+def _check_seed(options: dict, lines: _Lines):
+    from lsm_core.cli import SEED_MAX
+
+    policy = options.get("seed", "version")
+    if not (policy in SEED_POLICIES or (isinstance(policy, int) and not isinstance(policy, bool)
+                                        and 0 <= policy <= SEED_MAX)):
+        raise lines.error("options", "seed", f"{policy!r}: give a seed 0 to {SEED_MAX} for every run, "
                                              f"\"version\" (seed = VERSION) or \"net_num\" (seed = NET_NUM_VAR).")
+    return policy
+
+
+def _script_argv(options: dict, grid: _Grid, model: str, dataset: str, answers: tuple, lines: _Lines) -> list:
+    """The [options] that `model`'s script on `dataset` has, as its arguments, checked by the script's own
+    parser; the batch answers are checked against the split sizes they give."""
+    allowed = _all_script_options(grid.models, grid.datasets) - set(PATH_OPTIONS) - set(REFUSED_OPTIONS)
+    known = _script_options(model, dataset)
+    argv, used = [], []
+    for key, value in options.items():
+        if key == "seed":
+            continue
+        if key in PATH_OPTIONS:
+            raise lines.error("options", key, f"give --{key} to the sweep command instead; it applies to "
+                                              f"every run and is not part of a run's parameters.")
+        if key in REFUSED_OPTIONS or key.startswith("-"):
+            raise lines.error("options", key, REFUSED_OPTIONS.get(key, "write option names without dashes."))
+        if key not in allowed:
+            raise lines.error("options", key, f"unknown option for the scripts of this sweep; their options "
+                                              f"are {', '.join(sorted(allowed))}.")
+        if key in known:
+            argv += _option_argv(key, value, lines)
+            used.append(key)
+    args = _check_options(argv, model, dataset, used, lines)
+    _, batch_size, per_block = answers
+    sizes = {"train": args.train_samples, "valid": args.valid_samples, "test": args.test_samples}
+    try:
+        check_batch_size(batch_size, sizes)
+    except UserError as exc:
+        raise lines.error("answers", "batch_size", str(exc)) from None
+    try:
+        check_batches_per_block(per_block, batch_size, sizes)
+    except UserError as exc:
+        raise lines.error("answers", "batches_per_block", str(exc)) from None
+    return argv
+
+
+def load_sweep(path, paths: SweepPaths = SweepPaths()) -> Sweep:
+    """Read, check and expand a sweep file; every mistake is a UserError naming the file and line.
+
+    Expansion order: model, dataset, net_num, then each of the model's scalars in file order; VERSIONs
+    count up from first_version in that order.
+    """
+    path = Path(path)
+    raw, data, lines = _read_toml(path)
+    name, first_version = _check_top(data, lines)
+    grid = _check_grid(data.get("grid"), lines)
+    answers = _check_answers(data.get("answers", {}), lines)
+    options = data.get("options", {})
+    seed_policy = _check_seed(options, lines)
+    gpu, batch_size, per_block = answers
     runs, version = [], first_version
-    for model in models:
-        for dataset in datasets:
-            known = _script_options(model, dataset)
-            argv, used = [], []
-            for key, value in options.items():
-                if key == "seed":
-                    continue
-                if key in PATH_OPTIONS:
-                    raise lines.error("options", key, f"give --{key} to the sweep command instead; it applies to "
-                                                      f"every run and is not part of a run's parameters.")
-                if key in REFUSED_OPTIONS or key.startswith("-"):
-                    raise lines.error("options", key, REFUSED_OPTIONS.get(key, "write option names without dashes."))
-                allowed = _all_script_options(models, datasets) - set(PATH_OPTIONS) - set(REFUSED_OPTIONS)
-                if key not in allowed:
-                    raise lines.error("options", key, f"unknown option for the scripts of this sweep; their options "
-                                                      f"are {', '.join(sorted(allowed))}.")
-                if key in known:
-                    argv += _option_argv(key, value, lines)
-                    used.append(key)
-            args = _check_options(argv, model, dataset, used, lines)
-            sizes = {"train": args.train_samples, "valid": args.valid_samples, "test": args.test_samples}
-            try:
-                check_batch_size(batch_size, sizes)
-            except UserError as exc:
-                raise lines.error("answers", "batch_size", str(exc)) from None
-            try:
-                check_batches_per_block(per_block, batch_size, sizes)
-            except UserError as exc:
-                raise lines.error("answers", "batches_per_block", str(exc)) from None
-            own = [p.name for p in MODELS[model].prompts]
-            for net_num in net_nums:
-                for values in itertools.product(*(scalars[k] for k in scalars if k in own)):
-                    chosen = dict(zip([k for k in scalars if k in own], values))
-                    ordered = {name: chosen[name] for name in own}
+    for model in grid.models:
+        own = [p.name for p in MODELS[model].prompts]
+        for dataset in grid.datasets:
+            argv = _script_argv(options, grid, model, dataset, answers, lines)
+            for net_num in grid.net_nums:
+                swept = [key for key in grid.scalars if key in own]           # file order
+                for values in itertools.product(*(grid.scalars[key] for key in swept)):
+                    chosen = dict(zip(swept, values))
+                    scalars = {key: chosen[key] for key in own}                # prompt order
                     seed = _seed(seed_policy, version, net_num)
                     runs.append(SweepRun(
-                        version=version, model=model, dataset=dataset, net_num=net_num, scalars=ordered,
+                        version=version, model=model, dataset=dataset, net_num=net_num, scalars=scalars,
                         answers=(gpu, str(version), str(net_num), str(batch_size), str(per_block),
-                                 *(repr(v) if isinstance(v, float) else str(v) for v in ordered.values())),
+                                 *(repr(v) if isinstance(v, float) else str(v) for v in scalars.values())),
                         options=(*argv, "--seed", str(seed)), seed=seed))
                     version += 1
     sweep = Sweep(name=name, path=path.resolve(), first_version=first_version, runs=tuple(runs),

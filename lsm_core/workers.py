@@ -220,13 +220,15 @@ def watch(sweep: Sweep, paths: SweepPaths, alive, names: dict | None = None, pol
                                       leave=False))
                 for line, (run, owner) in zip(lines, sorted(running.values(), key=lambda item: item[0].version)):
                     who = names.get(owner.pid, f"{owner.host}:{owner.pid}")
-                    line.set_description_str(f"  {who}: {run.label} - {run_state(run, paths, stale_after)}")
+                    state = run_state(run, paths, stale_after)
+                    line.set_description_str(f"  {who}: {run.label} - {state.partition('): ')[2] or state}")
                 for line in lines[len(running):]:
                     line.set_description_str("")
             else:
                 for version, (run, owner) in running.items():
                     if seen_running.get(version) != owner.pid:
-                        bar.write(f"{names.get(owner.pid, f'{owner.host}:{owner.pid}')}: started {run.label}")
+                        bar.write(f"{names.get(owner.pid, f'{owner.host}:{owner.pid}')}: started {run.label}",
+                                  file=sys.stderr)
                 seen_running = {version: owner.pid for version, (run, owner) in running.items()}
             if not alive():
                 break

@@ -494,3 +494,33 @@ def test_read_ahead_loads_the_next_batch_while_the_current_one_is_used():
     with pytest.raises(UserError, match="damaged"):
         next(batches)
     assert list(pipeline._read_ahead(load, [])) == []
+
+
+def test_two_processes_started_together_on_one_version_one_runs_the_other_exits_2(tmp_path):
+    """The run lock: exactly one of two simultaneous scripts runs; the other stops at once naming it."""
+    options = ["--train-samples", "40", "--valid-samples", "20", "--test-samples", "20", "--readout-epochs", "5",
+               "--duration-ms", "150", "--dims", "4x4x4", "--seed", "5", "--networks-dir", str(tmp_path / "nets")]
+    script = [sys.executable, str(REPO / "LSM_RUN_MAIN_SIM_MNIST.py"), *options]
+    lone = subprocess.run([*script, "--output-root", str(tmp_path / "lone")], input="cpu\n1\n1\n10\n1\n2.0\n",
+                          capture_output=True, text=True, timeout=300)
+    assert lone.returncode == 0, lone.stderr
+    expected = np.load(tmp_path / "lone" / "ver_1" / "counts_train.npz")["counts"]
+    for version in (2, 3):
+        root = tmp_path / f"pair{version}"
+        answers = tmp_path / f"answers{version}.txt"
+        answers.write_text(f"cpu\n{version}\n1\n10\n1\n2.0\n")
+        pair = []
+        for _ in range(2):                      # both read their answers at once, from a file
+            with open(answers) as stdin:
+                pair.append(subprocess.Popen([*script, "--output-root", str(root)], stdin=stdin,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outputs = [process.communicate(timeout=300) for process in pair]
+        codes = sorted(process.returncode for process in pair)
+        assert codes == [0, 2], outputs
+        loser = pair[[p.returncode for p in pair].index(2)]
+        winner = pair[[p.returncode for p in pair].index(0)]
+        err = " ".join(outputs[pair.index(loser)][1].split())      # the message is wrapped at 100 columns
+        assert "in use by another run" in err and f"PID {winner.pid}" in err and "Traceback" not in err
+        np.testing.assert_array_equal(np.load(root / f"ver_{version}" / "counts_train.npz")["counts"], expected)
+        summary = json.loads((root / f"ver_{version}" / "summary.json").read_text())
+        assert summary["complete"] and not (root / f"ver_{version}" / "run.lock").exists()

@@ -23,7 +23,7 @@ first_version = 40
 [grid]
 model = ["LSM", "NALSM"]
 dataset = "mnist"
-net_num = [1, 2]
+net_num = 1
 INTIAL_ABS_W_SCLR = [2.0, 3.0]
 ASTRO_W_SCALING = [0.01, 0.03]
 
@@ -81,9 +81,9 @@ def by_jobs(small, tmp_path_factory):
 def test_jobs_run_every_run_of_the_sweep_once(small, by_jobs):
     path, nets = small
     root, _, result = by_jobs
-    assert "all 8 runs complete" in result.stdout
+    assert "all 4 runs complete" in result.stdout
     manifest = json.loads((root / "sweeps" / "small.json").read_text())
-    assert [run["version"] for run in manifest["runs"]] == list(range(40, 48))
+    assert [run["version"] for run in manifest["runs"]] == list(range(40, 44))
     for k in range(2):                                        # both workers ran runs, each to its own log
         log = (root / "sweeps" / "small" / "logs" / f"worker-{k}.log").read_text()
         assert "[worker %d] ver_4" % k in log
@@ -95,26 +95,26 @@ def test_jobs_run_every_run_of_the_sweep_once(small, by_jobs):
 
 def test_two_workers_and_submitit_give_the_numbers_of_local_jobs(small, by_jobs, tmp_path):
     path, nets = small
-    reference = numbers(by_jobs[0], range(40, 48))
+    reference = numbers(by_jobs[0], range(40, 44))
     workers = [sweep_command(path, tmp_path / "workers", nets, "--worker", "--threads", "1", wait=False)
                for _ in range(2)]
     outputs = [worker.communicate(timeout=600)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], outputs
-    assert all("8 of 8 runs complete" in out for out in outputs)
-    assert numbers(tmp_path / "workers", range(40, 48)) == reference
+    assert all("4 of 4 runs complete" in out for out in outputs)
+    assert numbers(tmp_path / "workers", range(40, 44)) == reference
 
     pytest.importorskip("submitit")
     result = sweep_command(path, tmp_path / "slurm", nets, "--backend", "slurm", "--cluster", "local", "--tasks", "2",
                            "--cpus-per-task", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "submitted 2 worker tasks" in result.stderr
-    assert numbers(tmp_path / "slurm", range(40, 48)) == reference
+    assert numbers(tmp_path / "slurm", range(40, 44)) == reference
 
 
 def test_a_killed_worker_leaves_its_run_to_the_next_worker(tmp_path, small):
     _, nets = small
     path = tmp_path / "one.toml"
-    path.write_text(SMALL.replace('model = ["LSM", "NALSM"]', 'model = "LSM"').replace("net_num = [1, 2]", "net_num = 1")
+    path.write_text(SMALL.replace('model = ["LSM", "NALSM"]', 'model = "LSM"')
                     .replace("INTIAL_ABS_W_SCLR = [2.0, 3.0]", "INTIAL_ABS_W_SCLR = 2.0")
                     .replace("ASTRO_W_SCALING = [0.01, 0.03]\n", "").replace("train-samples = 20", "train-samples = 60")
                     .replace("duration-ms = 30", "duration-ms = 120").replace('"3x3x3"', '"4x4x4"'))
@@ -148,7 +148,7 @@ def test_a_killed_worker_leaves_its_run_to_the_next_worker(tmp_path, small):
 def test_a_worker_waits_for_another_machines_run_and_takes_it_over_once_stale(tmp_path, small):
     _, nets = small
     path = tmp_path / "two.toml"
-    path.write_text(SMALL.replace('model = ["LSM", "NALSM"]', 'model = "LSM"').replace("net_num = [1, 2]", "net_num = 1")
+    path.write_text(SMALL.replace('model = ["LSM", "NALSM"]', 'model = "LSM"')
                     .replace("ASTRO_W_SCALING = [0.01, 0.03]\n", ""))
     root = tmp_path / "runs"
     (root / "ver_40").mkdir(parents=True)
@@ -175,3 +175,19 @@ def test_missing_submitit_is_a_clear_message(tmp_path, small):
                              "--output-root", str(tmp_path / "r"), "--networks-dir", str(nets)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "pip install submitit" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_failing_run_is_reported_and_the_other_runs_still_finish(tmp_path, small):
+    _, nets = small
+    path = tmp_path / "failing.toml"
+    path.write_text(SMALL.replace("INTIAL_ABS_W_SCLR = [2.0, 3.0]", "INTIAL_ABS_W_SCLR = 2.0")
+                    .replace("ASTRO_W_SCALING = [0.01, 0.03]", "ASTRO_W_SCALING = 0.01")
+                    .replace("init-samples = 20", "init-samples = 60000"))      # more than MNIST has: NALSM fails
+    root = tmp_path / "runs"
+    result = sweep_command(path, root, nets, "--jobs", "1")
+    assert result.returncode == 1
+    assert "1 of 2 runs complete" in result.stderr and "ver_41 NALSM" in result.stderr
+    log = (root / "sweeps" / "small" / "logs" / "worker-0.log").read_text()
+    assert "FAILED ver_41" in log and "--init-samples 60000 is more than" in " ".join(log.split())
+    assert json.loads((root / "ver_40" / "summary.json").read_text())["complete"]
+    assert not (root / "ver_41").exists()                  # refused before anything was written
