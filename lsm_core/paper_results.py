@@ -6,7 +6,7 @@ Plasticity", NeurIPS 2021), one row per simulation there: the rows of the paper'
 grids behind them.  Accuracy is the test accuracy (%) at the readout epoch of the best validation accuracy
 (paper protocol: 50,000 / 10,000 / 10,000 samples, 5000 readout epochs), mean ± sample sd over liquids (the
 paper's networks 0-9, not ours: compare distributions, never liquid by liquid).  The branching factor is
-the paper's (SPEC 3.8), mean ± sd over the same liquids, where published.
+the paper's (as `branching` computes it), mean ± sd over the same liquids, where published.
 
 `match` finds the published row for a group of our runs (see `report --paper`).
 """

@@ -839,8 +839,11 @@ def report_command(argv) -> int:
                     "prompted scalars, mean firing rate, branching factor and wall times per phase.  Unfinished "
                     "or missing runs are listed with their status.  With --group-by, one line per group of "
                     "runs: mean ± sample sd over its complete runs, optionally beside the paper's numbers.")
-    parser.add_argument("versions", nargs="+", metavar="VERSION", help="run numbers; a range such as 12-15 "
+    parser.add_argument("versions", nargs="*", metavar="VERSION", help="run numbers; a range such as 12-15 "
                                                                        "stands for 12, 13, 14, 15")
+    parser.add_argument("--sweep", metavar="NAME", action="append", default=[],
+                        help="the runs of a sweep, by its name (its manifest <output-root>/sweeps/NAME.json); "
+                             "may be repeated and combined with VERSIONs")
     parser.add_argument("--output-root", metavar="DIR", default=None,
                         help="folder of the ver_<VERSION> run folders (default: the repository's train_data/)")
     parser.add_argument("--format", choices=FORMATS, default=None,
@@ -862,7 +865,12 @@ def report_command(argv) -> int:
     if args.csv and args.format not in (None, "csv"):
         raise UserError(f"--csv and --format {args.format} contradict each other; give one of them.")
     fmt = "csv" if args.csv else args.format or "text"
-    records = [collect_run(v, args.output_root) for v in parse_versions(args.versions)]
+    if not args.versions and not args.sweep:
+        raise UserError("name the runs: VERSIONs (e.g. 12 15-20) or --sweep NAME.")
+    from lsm_core.sweep import manifest_versions
+    versions = parse_versions(args.versions)
+    versions += [v for name in args.sweep for v in manifest_versions(name, args.output_root) if v not in versions]
+    records = [collect_run(v, args.output_root) for v in versions]
     end = "" if fmt == "csv" else "\n"
 
     if args.group_by is None:

@@ -547,6 +547,19 @@ def write_manifest(sweep: Sweep, paths: SweepPaths, say=print) -> Path:
     return path
 
 
+def manifest_versions(name: str, output_root=None) -> list:
+    """The VERSIONs of sweep `name`, from its manifest under `output_root` (for `report --sweep NAME`)."""
+    path = SweepPaths(output_root=output_root).root / "sweeps" / f"{name}.json"
+    data = read_json_file(path)
+    try:
+        return [int(entry["version"]) for entry in data["runs"]]
+    except (TypeError, KeyError, ValueError):
+        known = sorted(p.stem for p in path.parent.glob("*.json"))
+        raise UserError(f"there is no readable manifest of a sweep {name!r} ({path}). "
+                        + (f"Sweeps there: {', '.join(known)}. " if known else "")
+                        + "A sweep writes it when it runs; running the sweep command again rewrites it.") from None
+
+
 def _ranges(versions) -> str:
     """[3, 4, 5, 9] -> "3-5, 9"."""
     out = []

@@ -191,3 +191,34 @@ def test_a_failing_run_is_reported_and_the_other_runs_still_finish(tmp_path, sma
     assert "FAILED ver_41" in log and "--init-samples 60000 is more than" in " ".join(log.split())
     assert json.loads((root / "ver_40" / "summary.json").read_text())["complete"]
     assert not (root / "ver_41").exists()                  # refused before anything was written
+
+
+def test_report_of_a_sweep_by_its_name(small, by_jobs, capsys):
+    from lsm_core.__main__ import main
+
+    root = by_jobs[0]
+    assert main(["report", "--sweep", "small", "--output-root", str(root), "--group-by", "model", "--format",
+                 "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("model,") and [line.split(",")[0] for line in lines[1:]] == ["LSM", "NALSM"]
+    assert main(["report", "--sweep", "other", "--output-root", str(root)]) == 2
+    assert "no readable manifest of a sweep 'other'" in " ".join(capsys.readouterr().err.split())
+
+
+def test_gpus_give_each_worker_its_own_device(tmp_path, small):
+    """--gpus 0,1 on a machine without GPUs: each worker asks for its own GPU (and warns that it is missing)."""
+    _, nets = small
+    path = tmp_path / "gpus.toml"
+    path.write_text(SMALL.replace('model = ["LSM", "NALSM"]', 'model = "LSM"')
+                    .replace("ASTRO_W_SCALING = [0.01, 0.03]\n", ""))
+    root = tmp_path / "runs"
+    result = sweep_command(path, root, nets, "--gpus", "0,1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 workers on GPU 0, 1" in result.stderr
+    for version in (40, 41):
+        params = json.loads((root / f"ver_{version}" / "params.json").read_text())
+        assert params["run"]["config"]["gpu"] in ("0", "1")
+    for k in range(2):
+        log = (root / "sweeps" / "small" / "logs" / f"worker-{k}.log").read_text()
+        if "starting" in log:
+            assert f"GPU {k} asked for" in log
