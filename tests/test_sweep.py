@@ -115,6 +115,7 @@ MISTAKES = [  # (change to DEMO, the line named, words of the message)
     (("ASTRO_W_SCALING = [0.015]\n", ""), 6, "NALSM asks for ASTRO_W_SCALING"),
     (('dataset = ["mnist"]', 'dataset = ["fmnist"]'), 7, "no LSM benchmark on fmnist"),
     (('net_num = [11, 12]', 'net_num = "12-11"'), 8, "not a range"),
+    (('dataset = ["mnist"]', 'dataset = ["mnist", "nmnist"]'), 7, "mnist (784 inputs) and nmnist (2312 inputs)"),
 ]
 
 
@@ -221,3 +222,13 @@ def test_shipped_paper_sweeps_expand_to_the_run_counts_they_state(tmp_path):
         assert len(sweep.runs) == int(stated.group(1)), path
         versions += sweep.versions
     assert len(versions) == len(set(versions))                          # the shipped sweeps never share a VERSION
+
+
+def test_existing_liquids_must_fit_the_datasets_input_size(tmp_path):
+    from lsm_core.network import Network
+    paths = paths_for(tmp_path)
+    Network.generate(dims=(2, 2, 2), n_input=4, seed=12).save(Path(paths.networks_dir) / "Network_12.npz")
+    path = write(tmp_path, DEMO)
+    with pytest.raises(UserError, match=r"line 8: \[grid\] net_num: the liquid .*Network_12.npz has 4 inputs but "
+                                        r"mnist needs 784"):
+        load_sweep(path, paths)
