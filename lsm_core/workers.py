@@ -300,7 +300,7 @@ def run_local(sweep: Sweep, settings: WorkerSettings, jobs: int = 1, gpus: list 
           + f"; worker output in {logs}", file=sys.stderr)
     if not pending:
         return summarize(sweep, paths)
-    processes, names = [], {}
+    processes, names, interrupted = [], {}, False
     try:
         for k in range(count):
             worker = replace(settings, name=f"worker {k}", threads=threads, gpu=gpus[k] if gpus else settings.gpu)
@@ -312,6 +312,7 @@ def run_local(sweep: Sweep, settings: WorkerSettings, jobs: int = 1, gpus: list 
         watch(sweep, paths, alive=lambda: any(p.poll() is None for p in processes), names=names,
               stale_after=settings.stale_after)
     except KeyboardInterrupt:
+        interrupted = True
         print("\ninterrupted: waiting for the workers to save their work ...", file=sys.stderr)
         for process in processes:
             try:
@@ -323,7 +324,8 @@ def run_local(sweep: Sweep, settings: WorkerSettings, jobs: int = 1, gpus: list 
             if process.poll() is None:
                 process.terminate()           # the workers stop cleanly on SIGTERM
                 process.wait()
-    return summarize(sweep, paths, str(logs))
+    status = summarize(sweep, paths, str(logs))
+    return 130 if interrupted else status
 
 
 def run_slurm(sweep: Sweep, settings: WorkerSettings, cluster: str | None, tasks: int | None, time_min: int,
