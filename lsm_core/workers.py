@@ -189,11 +189,14 @@ def run_state(run: SweepRun, paths: SweepPaths, stale_after: float = STALE_AFTER
     return "not started" if status == "missing" else status
 
 
-def watch(sweep: Sweep, paths: SweepPaths, alive, names: dict | None = None, poll_s: float = 1.0,
+def watch(sweep: Sweep, paths: SweepPaths, alive, names: dict | None = None, poll_s: float | None = None,
           stale_after: float = STALE_AFTER_S) -> None:
     """Show the sweep's progress until `alive()` is False: one bar (runs complete / total, rate, ETA) and,
-    at a terminal, a status line per running run (`names` maps a worker PID to its name)."""
+    at a terminal, a status line per running run (`names` maps a worker PID to its name).  The run folders
+    are looked at every `poll_s` seconds (default: 1 s, up to 10 s for sweeps of hundreds of runs)."""
     from tqdm import tqdm
+
+    poll_s = poll_s if poll_s is not None else min(10.0, max(1.0, len(sweep.runs) / 50))
 
     book = RunBook(sweep, paths)
     names = names or {}
@@ -206,6 +209,7 @@ def watch(sweep: Sweep, paths: SweepPaths, alive, names: dict | None = None, pol
     seen_running = {}
     try:
         while True:
+            finished = not alive()          # looked at before the folders: the last look sees the end
             running = {}
             for run in book.pending():
                 owner = folder_owner(run_folder_path(run.version, paths.output_root), stale_after)
@@ -230,7 +234,7 @@ def watch(sweep: Sweep, paths: SweepPaths, alive, names: dict | None = None, pol
                         bar.write(f"{names.get(owner.pid, f'{owner.host}:{owner.pid}')}: started {run.label}",
                                   file=sys.stderr)
                 seen_running = {version: owner.pid for version, (run, owner) in running.items()}
-            if not alive():
+            if finished:
                 break
             time.sleep(poll_s)
     finally:
