@@ -9,7 +9,7 @@ COMMANDS = {
     "datasets": ("lsm_core.datasets", "datasets_command", "fetch, build or verify datasets"),
     "bench": ("lsm_core.bench", "bench_command", "measure simulation speed (sample-ms/s)"),
     "sweep": ("lsm_core.sweep", "sweep_command", "run a grid of runs (sweep file): local CPUs/GPUs, workers, Slurm"),
-    "report": ("lsm_core.report", "report_command", "results of runs as a table or CSV; validation curves"),
+    "report": ("lsm_core.report", "report_command", "results of runs, or mean ± sd by group beside the paper's; plots"),
     "branching": ("lsm_core.branching", "branching_command", "branching factor of a run's stored rasters"),
     "kernel-quality": ("lsm_core.kernel_quality", "kernel_quality_command",
                        "kernel quality of a run: ranks SP (test counts) and AP (noisy inputs)"),

@@ -249,8 +249,8 @@ def summarize(sweep: Sweep, paths: SweepPaths, logs: str = "") -> int:
     pending = book.pending()
     if not pending:
         print(f"sweep {sweep.name}: all {len(sweep.runs)} runs complete. Results: python -m lsm_core report "
-              f"{sweep.runs[0].version}-{sweep.runs[-1].version}"
-              + (f" --output-root {paths.output_root}" if paths.output_root else "") + " --group-by model,dataset,n_res")
+              f"--sweep {sweep.name}" + (f" --output-root {paths.output_root}" if paths.output_root else "")
+              + " --group-by model,dataset,n_res")
         return 0
     print(f"sweep {sweep.name}: {len(sweep.runs) - len(pending)} of {len(sweep.runs)} runs complete; not complete:",
           file=sys.stderr)

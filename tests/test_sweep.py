@@ -222,6 +222,8 @@ def test_shipped_paper_sweeps_expand_to_the_run_counts_they_state(tmp_path):
         assert len(sweep.runs) == int(stated.group(1)), path
         versions += sweep.versions
     assert len(versions) == len(set(versions))                          # the shipped sweeps never share a VERSION
+    demo = load_sweep(REPO / "sweeps" / "demo.toml", paths_for(tmp_path))
+    assert demo.versions == list(range(500, 506)) and not set(demo.versions) & set(versions)
 
 
 def test_existing_liquids_must_fit_the_datasets_input_size(tmp_path):
