@@ -97,7 +97,10 @@ class LockOwner:
     @classmethod
     def current(cls, token: str) -> "LockOwner":
         pid = os.getpid()
-        command = " ".join([Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]])
+        program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+        if program == "__main__.py":                 # python -m lsm_core ...
+            program = f"python -m {Path(sys.argv[0]).parent.name}"
+        command = " ".join([program, *sys.argv[1:]])
         return cls(host=socket.gethostname(), pid=pid, token=token, started=time.strftime("%Y-%m-%d %H:%M:%S"),
                    boot_id=_boot_id(), pid_start=_pid_start(pid), command=command[:500])
 
