@@ -41,6 +41,8 @@ duration-ms = 30
 dims = "3x3x3"
 """
 
+LSM_ONLY = SMALL.replace('model = ["LSM", "NALSM"]', 'model = "LSM"').replace("ASTRO_W_SCALING = [0.01, 0.03]\n", "")
+
 NUMBERS = ("best_epoch", "best_valid_acc", "test_acc_at_best", "final_train_acc", "mean_rate_hz")
 
 
@@ -114,9 +116,8 @@ def test_two_workers_and_submitit_give_the_numbers_of_local_jobs(small, by_jobs,
 def test_a_killed_worker_leaves_its_run_to_the_next_worker(tmp_path, small):
     _, nets = small
     path = tmp_path / "one.toml"
-    path.write_text(SMALL.replace('model = ["LSM", "NALSM"]', 'model = "LSM"')
-                    .replace("INTIAL_ABS_W_SCLR = [2.0, 3.0]", "INTIAL_ABS_W_SCLR = 2.0")
-                    .replace("ASTRO_W_SCALING = [0.01, 0.03]\n", "").replace("train-samples = 20", "train-samples = 60")
+    path.write_text(LSM_ONLY.replace("INTIAL_ABS_W_SCLR = [2.0, 3.0]", "INTIAL_ABS_W_SCLR = 2.0")
+                    .replace("train-samples = 20", "train-samples = 60")
                     .replace("duration-ms = 30", "duration-ms = 120").replace('"3x3x3"', '"4x4x4"'))
     root = tmp_path / "runs"
     blocks = root / "ver_40" / "blocks"
@@ -148,8 +149,7 @@ def test_a_killed_worker_leaves_its_run_to_the_next_worker(tmp_path, small):
 def test_a_worker_waits_for_another_machines_run_and_takes_it_over_once_stale(tmp_path, small):
     _, nets = small
     path = tmp_path / "two.toml"
-    path.write_text(SMALL.replace('model = ["LSM", "NALSM"]', 'model = "LSM"')
-                    .replace("ASTRO_W_SCALING = [0.01, 0.03]\n", ""))
+    path.write_text(LSM_ONLY)
     root = tmp_path / "runs"
     (root / "ver_40").mkdir(parents=True)
     (root / "ver_40" / LOCK_NAME).write_text(json.dumps({"host": "node-lost", "pid": 99, "token": "t"}))
@@ -209,8 +209,7 @@ def test_gpus_give_each_worker_its_own_device(tmp_path, small):
     """--gpus 0,1 on a machine without GPUs: each worker asks for its own GPU (and warns that it is missing)."""
     _, nets = small
     path = tmp_path / "gpus.toml"
-    path.write_text(SMALL.replace('model = ["LSM", "NALSM"]', 'model = "LSM"')
-                    .replace("ASTRO_W_SCALING = [0.01, 0.03]\n", ""))
+    path.write_text(LSM_ONLY)
     root = tmp_path / "runs"
     result = sweep_command(path, root, nets, "--gpus", "0,1")
     assert result.returncode == 0, result.stdout + result.stderr
