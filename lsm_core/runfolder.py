@@ -113,7 +113,7 @@ class RunFolder:
                                 f"--overwrite to start VERSION again, or choose another VERSION.") from None
             if previous != identity:
                 raise UserError(
-                    f"{self.path} holds a run with different parameters ({_differences(previous, identity)}). "
+                    f"{self.path} holds a run with different parameters ({describe_differences(previous, identity)}). "
                     f"Re-run with the same answers and options to resume it, choose another VERSION, or "
                     f"add --overwrite to delete it and start again.")
             resuming = True
@@ -168,13 +168,14 @@ class RunFolder:
         return atomic_write_text(self.file(name), text)
 
 
-def _differences(previous: dict, current: dict, prefix: str = "") -> str:
+def describe_differences(previous: dict, current: dict, prefix: str = "") -> str:
+    """"key: was A, now B; ..." for every (nested) key whose value differs."""
     keys = sorted(set(previous) | set(current))
     out = []
     for key in keys:
         a, b = previous.get(key, "<missing>"), current.get(key, "<missing>")
         if isinstance(a, dict) and isinstance(b, dict):
-            inner = _differences(a, b, f"{prefix}{key}.")
+            inner = describe_differences(a, b, f"{prefix}{key}.")
             if inner:
                 out.append(inner)
         elif a != b:

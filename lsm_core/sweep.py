@@ -43,7 +43,7 @@ from pathlib import Path
 from lsm_core.config import DATASETS, MODELS, RunConfig
 from lsm_core.errors import UserError
 from lsm_core.prompts import Answers, check_batch_size, check_batches_per_block, parse_gpu, parse_scalar
-from lsm_core.runfolder import REPO_ROOT, config_identity, run_folder_path
+from lsm_core.runfolder import REPO_ROOT, config_identity, describe_differences, run_folder_path
 from lsm_core.storage import atomic_write_json, read_json_file
 
 if sys.version_info >= (3, 11):
@@ -237,12 +237,13 @@ def _scalar_values(grid: dict, lines: _Lines) -> dict:
     return scalars
 
 
-def _answer(answers: dict, key: str, lines: _Lines, minimum: int = 1) -> int:
+def _answer(answers: dict, key: str, lines: _Lines) -> int:
+    """A whole-number answer >= 1 of [answers]."""
     if key not in answers:
         raise lines.error("answers", None, f"{key} is missing (the {key.upper()} prompt's answer).")
     value = answers[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise lines.error("answers", key, f"{value!r} is not a whole number of at least {minimum}.")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise lines.error("answers", key, f"{value!r} is not a whole number of at least 1.")
     return value
 
 
@@ -257,15 +258,11 @@ def _option_argv(key: str, value, lines: _Lines) -> list:
 
 
 @functools.lru_cache(maxsize=None)
-def _script_options(model: str, dataset: str) -> dict:
-    """{long option name: takes a value} of a script's parser."""
+def _script_options(model: str, dataset: str) -> frozenset:
+    """The long option names (without dashes) of a script's parser."""
     from lsm_core.cli import build_parser
-    names = {}
-    for action in build_parser(model, dataset)._actions:
-        for option in action.option_strings:
-            if option.startswith("--"):
-                names[option[2:]] = action.nargs != 0
-    return names
+    return frozenset(option[2:] for action in build_parser(model, dataset)._actions
+                     for option in action.option_strings if option.startswith("--"))
 
 
 def _check_options(argv: list, model: str, dataset: str, option_keys: list, lines: _Lines) -> argparse.Namespace:
@@ -495,8 +492,6 @@ def _all_script_options(models, datasets) -> set:
 
 def _check_versions(sweep: Sweep, paths: SweepPaths, lines: _Lines) -> None:
     """Refuse VERSIONs that hold, or that another sweep's manifest gives to, a run with other parameters."""
-    from lsm_core.runfolder import _differences
-
     by_version = {run.version: run for run in sweep.runs}
     for run in sweep.runs:
         params = read_json_file(run_folder_path(run.version, paths.output_root) / "params.json")
@@ -504,7 +499,7 @@ def _check_versions(sweep: Sweep, paths: SweepPaths, lines: _Lines) -> None:
         if not isinstance(recorded, dict):
             continue
         expected = config_identity(run.config(paths))
-        differences = _differences({k: recorded.get(k, "<missing>") for k in expected}, expected)
+        differences = describe_differences({k: recorded.get(k, "<missing>") for k in expected}, expected)
         if differences:
             raise lines.error("", "first_version", f"VERSION {run.version} ({run.label}) already holds a run with "
                                                    f"other parameters ({differences}). Choose a first_version whose "
@@ -606,7 +601,6 @@ def format_runs(sweep: Sweep, paths: SweepPaths, statuses: dict | None = None) -
                      statuses.get(run.version, "-"), run.command(paths)])
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
-
 
 
 # ----------------------------------------------------------------------------------------------

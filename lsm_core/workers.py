@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from lsm_core.errors import UserError
 from lsm_core.runfolder import REPO_ROOT, run_folder_path
@@ -47,7 +46,7 @@ class WorkerSettings:
     wait: bool = True                 # wait for runs held by other workers (they may die) instead of leaving
     stale_after: float = STALE_AFTER_S
     poll_s: float = 5.0
-    name: str = ""                    # shown in the log, e.g. "local-1"
+    name: str = ""                    # shown in the log, e.g. "worker 1"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,7 +196,6 @@ def watch(sweep: Sweep, paths: SweepPaths, alive, names: dict | None = None, pol
     from tqdm import tqdm
 
     poll_s = poll_s if poll_s is not None else min(10.0, max(1.0, len(sweep.runs) / 50))
-
     book = RunBook(sweep, paths)
     names = names or {}
     interactive = sys.stderr.isatty()
@@ -210,12 +208,12 @@ def watch(sweep: Sweep, paths: SweepPaths, alive, names: dict | None = None, pol
     try:
         while True:
             finished = not alive()          # looked at before the folders: the last look sees the end
-            running = {}
-            for run in book.pending():
+            pending, running = book.pending(), {}
+            for run in pending:
                 owner = folder_owner(run_folder_path(run.version, paths.output_root), stale_after)
                 if owner is not None:
                     running[run.version] = (run, owner)
-            now_done = total - len(book.pending())
+            now_done = total - len(pending)
             bar.update(now_done - done)
             done = now_done
             if interactive:

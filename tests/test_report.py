@@ -16,7 +16,6 @@ from lsm_core.paper_results import PUBLISHED, match
 from lsm_core.report import (
     collect_run,
     format_csv,
-    format_runs,
     format_table,
     group_runs,
     is_simulated,
