@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from lsm_core.config import DATASETS, PAPER
+from lsm_core.config import DATASETS, ENGINES, PAPER
 from lsm_core.errors import UserError
 from lsm_core.network import Network, format_dims, parse_dims
 
@@ -57,17 +57,19 @@ BENCH_PARAMS = {"static": {}, "stdp": {}, "nalsm": {"astro_w": 0.015},
 
 
 def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int = 784,
-              repeats: int = 3, seed: int = 1, weight_scale: float | None = None) -> dict:
+              repeats: int = 3, seed: int = 1, weight_scale: float | None = None, engine: str = "auto") -> dict:
     """Measure one configuration; returns the JSON record of SPEC 6.
 
     Phase "init" simulates `batch` consecutive snapshots of `steps` ms of one stream (batch 1);
     its throughput is then snapshot-steps per second.  Default magnitudes: w_max (3.0) for the
-    STDP rules, 1.0 for the fixed-weight and AP-STDP liquids.
+    STDP rules, 1.0 for the fixed-weight and AP-STDP liquids.  `engine`: "xla", "events" or "auto"
+    (events on CPUs, xla where TensorFlow sees a GPU).
     """
     import tensorflow as tf
 
     from lsm_core.randomness import sample_keys
-    from lsm_core.simulator import LiquidSimulator, PlasticSimulator, SimParams, synapse_weights
+    from lsm_core.simulator import (SimParams, liquid_simulator, plastic_simulator, resolve_engine,
+                                    synapse_weights)
 
     if rule == "static" and phase != "sample":
         raise UserError("bench: the static rule has no init phase; use --phase sample.")
@@ -75,11 +77,12 @@ def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int 
         weight_scale = PAPER.plasticity.w_max if rule in ("stdp", "nalsm") else 1.0
     net = Network.generate(dims=dims, n_input=n_input, seed=seed)
     weights = synapse_weights(net, weight_scale)
+    engine = resolve_engine(engine)
     if rule == "static":
-        simulator = LiquidSimulator(net, weights)
+        simulator = liquid_simulator(net, weights, engine=engine)
         simulate_once = lambda keys: simulator.run(inputs, keys, steps=steps)[0]
     else:
-        simulator = PlasticSimulator(net, weights, rule, phase, SimParams(**BENCH_PARAMS[rule]))
+        simulator = plastic_simulator(net, weights, rule, phase, SimParams(**BENCH_PARAMS[rule]), engine=engine)
         simulate_once = lambda keys: simulator.run(inputs, keys, steps=steps, record=False).counts
     inputs = _inputs(n_input, batch, steps, seed)
     start = time.perf_counter()
@@ -93,9 +96,12 @@ def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int 
         cpus.append(time.process_time() - start_cpu)
     wall = float(np.median(walls))
     gpus = tf.config.list_logical_devices("GPU")
-    device = ", ".join(d.name for d in gpus) if gpus else "CPU"
+    device = ", ".join(d.name for d in gpus) if gpus and engine == "xla" else "CPU"
+    if engine == "events":
+        import numba
+        device = f"CPU, {numba.get_num_threads()} threads"
     return {
-        "rule": rule, "phase": phase, "dims": format_dims(dims), "n_input": n_input,
+        "rule": rule, "phase": phase, "engine": engine, "dims": format_dims(dims), "n_input": n_input,
         "n_neurons": net.n_neurons, "n_syn": int(net.n_syn), "batch": batch, "steps": steps,
         "weight_scale": weight_scale, "repeats": repeats, "compile_s": round(compile_s - wall, 3),
         "wall_s": round(wall, 4), "wall_s_all": [round(w, 4) for w in walls],
@@ -106,13 +112,58 @@ def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int 
     }
 
 
+# `bench --all`: every rule x phase at the paper's sizes (1000 neurons, 784 inputs): the sample phase at
+# batch 250 x 250 ms (the static liquid also at batch 32), the init phase as 500 snapshots x 20 ms, batch 1
+ALL_CASES = (("static", "sample", 32, 250), ("static", "sample", 250, 250), ("stdp", "sample", 250, 250),
+             ("nalsm", "sample", 250, 250), ("stdp", "init", 500, 20), ("nalsm", "init", 500, 20),
+             ("apstdp", "init", 500, 20))
+
+
+def bench_all(engines, repeats: int, seed: int, log=print, cases=ALL_CASES, dims=(10, 10, 10),
+              readout_sizes: dict | None = None) -> list:
+    """Every (rule, phase, batch, steps) of `cases` on each engine, then the readout's seconds per epoch
+    (`readout.time_epochs` at the paper's sizes unless `readout_sizes` says otherwise); a list of records."""
+    from lsm_core.readout import time_epochs
+
+    records = []
+    for rule, phase, batch, steps in cases:
+        for engine in engines:
+            record = run_bench(rule, phase, dims, batch, steps, 784, repeats, seed, engine=engine)
+            records.append(record)
+            log(_row(record))
+    readout = time_epochs(**(readout_sizes or {"epochs": 20}))
+    records.append({"rule": "readout", "phase": "epoch", "engine": "xla", **readout})
+    log(_row(records[-1]))
+    return records
+
+
+TABLE_HEADER = (f"{'rule':<8} {'phase':<7} {'engine':<7} {'batch':>6} {'steps':>6} {'throughput':>22} "
+                f"{'rate Hz':>8} {'compile s':>10}")
+
+
+def _row(record: dict) -> str:
+    if record["rule"] == "readout":
+        return (f"{'readout':<8} {'epoch':<7} {'xla':<7} {record['batch_size']:>6} {'':>6} "
+                f"{record['per_epoch_s']:>15.4f} s/epoch {'':>8} {record['compile_s']:>10.2f}")
+    unit = "steps/s" if record["phase"] == "init" else "sample-ms/s"
+    return (f"{record['rule']:<8} {record['phase']:<7} {record['engine']:<7} {record['batch']:>6} "
+            f"{record['steps']:>6} {record['sample_ms_per_s']:>10,.0f} {unit:<11} {record['mean_rate_hz']:>8.1f} "
+            f"{record['compile_s']:>10.2f}")
+
+
 def bench_command(argv) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lsm_core bench",
         description="Measure simulated sample-milliseconds per second (batch x steps / wall time, "
-                    "compilation excluded and reported separately) and peak memory.")
+                    "compilation excluded and reported separately) and peak memory.  --all measures every "
+                    "rule, phase and engine at the paper's sizes plus one readout epoch, as one table.")
+    parser.add_argument("--all", action="store_true",
+                        help="every rule x phase x engine at the paper's sizes, and the readout epoch")
     parser.add_argument("--rule", default="static", choices=("static", "stdp", "nalsm", "apstdp"))
     parser.add_argument("--phase", default="sample", choices=("sample", "init"))
+    parser.add_argument("--engine", default="auto", choices=ENGINES,
+                        help="simulation engine (default auto: events on CPUs, xla on a GPU); with --all, "
+                             "auto measures both")
     parser.add_argument("--dims", default="10x10x10", type=parse_dims)
     parser.add_argument("--batch", default=250, type=int)
     parser.add_argument("--steps", default=PAPER.protocol.duration_ms, type=int)
@@ -121,10 +172,19 @@ def bench_command(argv) -> int:
     parser.add_argument("--seed", default=1, type=int)
     parser.add_argument("--weight-scale", default=None, type=float,
                         help="magnitude of every weight (default: 3.0 for stdp/nalsm, 1.0 otherwise)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--json", action="store_true", help="print JSON (one object; with --all, a list)")
     args = parser.parse_args(argv)
+    if args.all:
+        engines = ("xla", "events") if args.engine == "auto" else (args.engine,)
+        if not args.json:
+            print(TABLE_HEADER, flush=True)
+        records = bench_all(engines, args.repeats, args.seed,
+                            log=(lambda line: None) if args.json else (lambda line: print(line, flush=True)))
+        if args.json:
+            print(json.dumps(records))
+        return 0
     record = run_bench(args.rule, args.phase, args.dims, args.batch, args.steps, args.n_input,
-                       args.repeats, args.seed, args.weight_scale)
+                       args.repeats, args.seed, args.weight_scale, engine=args.engine)
     if args.json:
         print(json.dumps(record))
     else:

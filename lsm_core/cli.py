@@ -21,7 +21,7 @@ import textwrap
 import threading
 from pathlib import Path
 
-from lsm_core.config import DATASETS, MODELS, PAPER, RunConfig
+from lsm_core.config import DATASETS, ENGINES, MODELS, PAPER, RunConfig
 from lsm_core.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -131,6 +131,10 @@ def build_parser(model: str, dataset: str) -> argparse.ArgumentParser:
         help="replace an existing VERSION folder whose parameters differ")
     add("--require-gpu", action="store_true",
         help="stop with an error when a GPU asked for is not available (default: warn, use CPU)")
+    add("--engine", choices=ENGINES, default="auto",
+        help="simulation engine: events (event-driven, the fast choice on CPUs), xla (compiled dense "
+             "tensors, the fast choice on GPUs) or auto (default: events on CPUs, xla on a GPU; a resumed "
+             "run keeps the engine it was started with)")
     if DATASETS[dataset].mode == "event":
         add("--simulated-nmnist", action="store_true",
             help="run on the simulated N-MNIST (datasets/nmnist_simulated/, written by `python -m lsm_core "
@@ -173,7 +177,7 @@ def run_config_from(model: str, dataset: str, args: argparse.Namespace, answers,
         seed=seed, dims=tuple(args.dims), data_dir=_path(args.data_dir), output_root=_path(args.output_root),
         networks_dir=_path(args.networks_dir), overwrite=args.overwrite, require_gpu=args.require_gpu,
         reference_batch_quirk=getattr(args, "reference_batch_quirk", False),
-        dataset_simulated=getattr(args, "simulated_nmnist", False))
+        dataset_simulated=getattr(args, "simulated_nmnist", False), engine=args.engine)
 
 
 @contextlib.contextmanager

@@ -199,6 +199,12 @@ DATASETS = {
 N_CLASSES = 10
 
 
+# Simulation engines: "xla" compiles dense tensor loops with TensorFlow (the engine for GPUs); "events"
+# runs event-driven loops compiled with numba, touching only synapses next to a spike (the engine for
+# CPUs); "auto" picks events on CPUs and xla where a GPU is used.  Both give the same dynamics.
+ENGINES = ("auto", "xla", "events")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one benchmark run: prompt answers plus command-line options.
@@ -230,6 +236,7 @@ class RunConfig:
     require_gpu: bool = False
     reference_batch_quirk: bool = False
     dataset_simulated: bool = False         # N-MNIST: the simulated recordings (--simulated-nmnist)
+    engine: str = "auto"                    # simulation engine: "auto", "xla" or "events" (see ENGINES)
 
     @property
     def model_spec(self) -> ModelSpec:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from lsm_core.runfolder import (
     run_identity,
 )
 from lsm_core.runlock import RunLock
-from lsm_core.storage import file_sha256
+from lsm_core.storage import file_sha256, read_json_file
 
 SPLIT_ORDER = ("valid", "test", "train")      # the paper's order: validation, test, training
 
@@ -53,6 +53,7 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, lock: RunLo
         with RunLock(run_folder_path(config.version, config.output_root or None)) as own_lock:
             return run(config, log, own_lock)
     started = time.perf_counter()
+    config = settle_engine(config)
     model = config.model_spec
     splits, data = _load_splits(config, log or print)   # missing data stops the run before anything is written
     net, folder, log, devices = _open_run(config, log, data, lock)
@@ -81,6 +82,29 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, lock: RunLo
     return summary
 
 
+def settle_engine(config: RunConfig) -> RunConfig:
+    """`config` with its engine settled: "auto" becomes the engine of the run already in the folder (runs
+    made before the event-driven engine existed used "xla"), else "xla" when the run uses a GPU and
+    "events" on CPUs.  A run never changes engine on resumption; an explicit engine that differs from
+    the folder's is refused when the folder is opened."""
+    if config.engine != "auto":
+        return config
+    params = read_json_file(run_folder_path(config.version, config.output_root or None) / "params.json")
+    recorded = params.get("identity") if isinstance(params, dict) else None
+    if isinstance(recorded, dict) and not config.overwrite:
+        return replace(config, engine=recorded.get("engine", "xla"))
+    from lsm_core.simulator import resolve_engine
+
+    gpu = False
+    if config.gpu != "cpu":
+        import tensorflow as tf
+        gpu = bool(tf.config.list_logical_devices("GPU"))
+    return replace(config, engine=resolve_engine("auto", gpu=gpu))
+
+
+ENGINE_NAMES = {"xla": "xla (compiled dense tensors)", "events": "events (event-driven, numba, CPU threads)"}
+
+
 def _open_run(config: RunConfig, log, data, lock: RunLock):
     """Load or generate the liquid, open (or resume) the run folder, report the devices and the data.
 
@@ -104,7 +128,8 @@ def _open_run(config: RunConfig, log, data, lock: RunLock):
     for note in data.notes:
         log(f"data: {note}")
     devices = check_devices(config.gpu, config.require_gpu, log)
-    log(f"devices used: {', '.join(devices)}; TensorFlow {tensorflow_versions()['tensorflow']}")
+    log(f"devices used: {', '.join(devices)}; TensorFlow {tensorflow_versions()['tensorflow']}; "
+        f"engine {ENGINE_NAMES[config.engine]}")
     log(f"liquid: {net.describe()}")
     log(f"seed {config.seed}; batch {config.batch_size} x {config.batches_per_block} batches per block; "
         f"{config.duration_ms} ms per sample; samples: " +
@@ -185,7 +210,7 @@ def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log) -> 
     checkpointed every chunk so that an interrupted init resumes.  Returns W_INI [n_syn]."""
     if folder.file("W_INI.npz").exists():
         return folder.load_npz("W_INI.npz")["weights"]
-    from lsm_core.simulator import PlasticSimulator, StreamCarry
+    from lsm_core.simulator import StreamCarry, plastic_simulator
 
     order = np.random.default_rng([config.seed, 4]).permutation(len(pool))[: config.init_samples]
     starts = _init_window_starts(config)
@@ -198,7 +223,7 @@ def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log) -> 
     rule = config.model_spec.init_rule
     log(f"init phase: {rule} over {config.init_samples} shuffled training samples x {duration} ms, batch 1"
         + (f" (resuming after {done})" if done else ""))
-    simulator = PlasticSimulator(net, w_start, rule, "init", _sim_params(config))
+    simulator = plastic_simulator(net, w_start, rule, "init", _sim_params(config), engine=config.engine)
     with progress_bar(config.init_samples, "init phase", "sample", initial=done) as bar:
         while done < config.init_samples:
             start_time = time.perf_counter()
@@ -306,13 +331,15 @@ def batch_simulator(config, net, weights, devices, log):
     the spike-count phase: fixed weights for LSM and LSM+AP-STDP, learning within every sample (from
     W_INI at every batch) for NALSM and LSM+STDP.  Either way the rows are split over `devices`
     (None: no placement)."""
-    from lsm_core.simulator import LiquidSimulator, PlasticSimulator
+    from lsm_core.simulator import liquid_simulator, plastic_simulator
 
     rule, steps = config.model_spec.sample_rule, config.duration_ms
+    if config.engine == "events":
+        devices = None  # the event-driven engine runs on the CPU's threads
     if devices:         # both simulators split the rows of a batch the same way
         log(f"each batch is split over {len(devices)} devices: {', '.join(devices)}")
     if rule == "static":
-        simulator = LiquidSimulator(net, weights, devices=devices)
+        simulator = liquid_simulator(net, weights, engine=config.engine, devices=devices)
 
         def run_static(inputs, keys, rows):
             counts, raster = simulator.run(inputs, keys, steps=steps, record_rows=rows)
@@ -320,12 +347,12 @@ def batch_simulator(config, net, weights, devices, log):
         return run_static
     if config.reference_batch_quirk:
         log("--reference-batch-quirk: only the first sample of each batch learns, as in the paper's tools")
-    simulator = PlasticSimulator(net, weights, rule, "sample", _sim_params(config),
-                                 reference_batch_quirk=config.reference_batch_quirk, devices=devices)
+    simulator = plastic_simulator(net, weights, rule, "sample", _sim_params(config), engine=config.engine,
+                                  reference_batch_quirk=config.reference_batch_quirk, devices=devices)
 
     def run_plastic(inputs, keys, rows):
-        run = simulator.run(inputs, keys, steps=steps, record=len(rows) > 0)
-        return run.counts, run.spikes[rows], run.astro[rows]
+        run = simulator.run(inputs, keys, steps=steps, record_rows=rows)
+        return run.counts, run.spikes, run.astro[rows]
     return run_plastic
 
 

@@ -6,6 +6,11 @@ postsynaptic values already gathered to the same shape (`[B, ...synapses]`).  `s
 presynaptic neuron is excitatory or an input neuron and -1 where it is inhibitory: the rules'
 coefficients depend only on the presynaptic type.  Learning rate `lr`, astrocyte `astro` and its
 weight and bias broadcast against the synapses (one value per batch row).
+
+Each rule also has a scalar twin (`*_one`): the same formula, term for term and in the same order of
+operations, for one synapse.  The event-driven engine (`event_engine.py`) compiles the twins with numba
+and applies them only to the synapses whose pre- or postsynaptic neuron spiked; the shared tests
+(`tests/test_plasticity.py`) run every rule through both engines.
 """
 from __future__ import annotations
 
@@ -56,6 +61,37 @@ def apstdp_change(causal, anti_causal, lr, sign, post_calcium, threshold: float,
     ltp = tf.cast((post_calcium > threshold) & (post_calcium < threshold + window), tf.float32)
     ltd = tf.cast((post_calcium > threshold - window) & (post_calcium < threshold), tf.float32)
     return sum(ltp * tf.maximum(term, 0.0) + ltd * tf.minimum(term, 0.0) for term in terms)
+
+
+# Scalar twins for one synapse (plain Python, compiled by numba in the event-driven engine).  The
+# arguments are float32 scalars there; `excitatory` is True where the presynaptic neuron is excitatory
+# or an input neuron (sign > 0).
+
+def stdp_change_one(causal, anti_causal, lr, sign):
+    """`stdp_change` for one synapse."""
+    return lr * sign * (causal - anti_causal)
+
+
+def nalsm_change_one(causal, anti_causal, lr, astro, excitatory):
+    """`nalsm_change` for one synapse."""
+    if excitatory:
+        return lr * causal + (-astro) * anti_causal
+    return (-astro) * causal + lr * anti_causal
+
+
+def apstdp_change_one(causal, anti_causal, lr, sign, post_calcium, threshold, window, zero):
+    """`apstdp_change` for one synapse; `zero` is 0 in the arguments' float type."""
+    ltp = (post_calcium > threshold) and (post_calcium < threshold + window)
+    ltd = (post_calcium > threshold - window) and (post_calcium < threshold)
+    total = zero
+    for term in (lr * sign * causal, -lr * sign * anti_causal):
+        gated = zero
+        if ltp and term > zero:
+            gated = term
+        if ltd and term < zero:
+            gated = gated + term
+        total = total + gated
+    return total
 
 
 def clip_weights(weights, lower, upper):

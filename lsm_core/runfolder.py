@@ -46,7 +46,8 @@ def run_identity(config: RunConfig, liquid_dims, network_sha256: str) -> dict:
     training where it stopped, with the numbers an uninterrupted longer run would give.  `dims` is
     the liquid's actual size (the --dims option only sizes a liquid generated on the spot), and
     the liquid itself is pinned by its file's SHA-256.  N-MNIST runs record `dataset_simulated`, so a
-    run on simulated recordings is never resumed as, or mistaken for, one on the real N-MNIST.
+    run on simulated recordings is never resumed as, or mistaken for, one on the real N-MNIST.  The
+    engine is part of it (a run never mixes engines), once `pipeline.settle_engine` has replaced "auto".
     """
     identity = config_identity(config)
     identity["dims"] = [int(d) for d in liquid_dims]
@@ -62,6 +63,8 @@ def config_identity(config: RunConfig) -> dict:
     identity = {k: v for k, v in asdict(config).items() if k not in NON_IDENTITY_FIELDS + ("dims",)}
     if config.dataset_spec.mode != "event":     # only N-MNIST has a simulated stand-in (`dataset_simulated`);
         identity.pop("dataset_simulated")       # image runs keep the identity they had before it existed
+    if identity["engine"] != "events":          # runs on the XLA engine keep the identity they had before the
+        identity.pop("engine")                  # event-driven engine existed ("auto" is settled by the run)
     return as_json(identity)
 
 
@@ -286,6 +289,7 @@ def run_config(params: dict, output_root=None) -> RunConfig:
         raise UserError(f"params.json of this run lacks {', '.join(missing) or 'a known model'}; it was not "
                         f"written by this version of the toolkit and cannot be analysed.")
     values.setdefault("gpu", "cpu")
+    values.setdefault("engine", "xla")          # runs made before the event-driven engine existed
     values["dims"] = tuple(values.get("dims") or (0, 0, 0))
     if output_root is not None:
         values["output_root"] = str(output_root)

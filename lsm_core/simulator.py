@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from lsm_core import plasticity as rules
-from lsm_core.config import PAPER
+from lsm_core.config import ENGINES, PAPER
 from lsm_core.network import EXC, INH, Network
 from lsm_core.randomness import pixel_codes_np, sample_keys, step_pixel_uniform_tf
 
@@ -361,8 +361,8 @@ class StreamCarry(NamedTuple):
 
 
 class PlasticRun(NamedTuple):
-    """Result of `PlasticSimulator.run`: counts int32 [rows, N_res]; spikes bool [rows, T, N] (all
-    False unless recorded); astro float32 [rows, T] (A after each step); and the final `weights`
+    """Result of `PlasticSimulator.run`: counts int32 [rows, N_res]; spikes bool [recorded rows, T, N];
+    astro float32 [rows, T] (A after each step); and the final `weights`
     [B, n_syn], `trace` and `calcium` [B, N] -- B = 1 in the init phase."""
 
     counts: np.ndarray
@@ -391,6 +391,16 @@ class _TableConstants(NamedTuple):
     inverse: tf.Tensor    # int32 [N_res]
 
 
+def check_plastic_settings(rule: str, phase: str, params: SimParams) -> None:
+    """Refuse a plastic simulator without a plastic rule, a phase or the rule's required scalars."""
+    if rule not in ("stdp", "nalsm", "apstdp") or phase not in PHASES:
+        raise ValueError(f"PlasticSimulator needs a plastic rule and a phase, got {rule!r}, {phase!r}")
+    if rule == "nalsm" and params.astro_w is None:
+        raise ValueError('rule "nalsm" needs params["astro_w"] (ASTRO_W_SCALING)')
+    if rule == "apstdp" and (params.rate_threshold is None or params.rate_range is None):
+        raise ValueError('rule "apstdp" needs params["rate_threshold"] and params["rate_range"]')
+
+
 class PlasticSimulator:
     """A liquid whose weights learn ("stdp", "nalsm" or "apstdp"), compiled once and reused.
 
@@ -409,12 +419,7 @@ class PlasticSimulator:
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str,
                  params: SimParams = SimParams(), jit: bool = True, reference_batch_quirk: bool = False,
                  n_groups: int | None = None, devices: Optional[Sequence[str]] = None):
-        if rule not in ("stdp", "nalsm", "apstdp") or phase not in PHASES:
-            raise ValueError(f"PlasticSimulator needs a plastic rule and a phase, got {rule!r}, {phase!r}")
-        if rule == "nalsm" and params.astro_w is None:
-            raise ValueError('rule "nalsm" needs params["astro_w"] (ASTRO_W_SCALING)')
-        if rule == "apstdp" and (params.rate_threshold is None or params.rate_range is None):
-            raise ValueError('rule "apstdp" needs params["rate_threshold"] and params["rate_range"]')
+        check_plastic_settings(rule, phase, params)
         self.rule, self.phase, self.params = rule, phase, params
         self.reference_batch_quirk = reference_batch_quirk and phase == "sample"
         self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
@@ -558,15 +563,18 @@ class PlasticSimulator:
                 plastic.weights, plastic.trace, plastic.calcium)
 
     def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None, record: bool = True,
-            start: Optional[StreamCarry] = None) -> PlasticRun:
+            start: Optional[StreamCarry] = None, record_rows=None) -> PlasticRun:
         """Simulate the rows of `inputs` (as for `LiquidSimulator.run`).  They start from `start`
         (init phase: the stream so far), else from the default weights with zero trace and calcium.
+        Spikes are kept for every row (`record`), none, or the rows listed in `record_rows`.
 
         Sample phase on several devices: each simulates a contiguous slice of the rows; the result
         is the one-device result, bit for bit.
         """
         inputs, steps, event_mode = _check_inputs(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)
+        record_rows = _record_rows(record_rows, record, len(keys))
+        record = len(record_rows) > 0
         learns = self._learning_rows(len(keys))
         if start is None:
             zeros = np.zeros((1, self.n_neurons), np.float32)
@@ -584,7 +592,18 @@ class PlasticSimulator:
             return PlasticRun(counts.astype(np.int32), raster, astro, weights, trace, calcium)
 
         parts = _over_devices(self.devices, len(keys), run_part)
-        return parts[0] if len(parts) == 1 else PlasticRun(*(np.concatenate(field) for field in zip(*parts)))
+        run = parts[0] if len(parts) == 1 else PlasticRun(*(np.concatenate(field) for field in zip(*parts)))
+        return run._replace(spikes=run.spikes[record_rows])
+
+
+def _record_rows(record_rows, record: bool, rows: int) -> np.ndarray:
+    """The rows whose spikes a plastic run keeps: `record_rows` if given, else all rows or none."""
+    if record_rows is None:
+        return np.arange(rows) if record else np.zeros(0, np.int64)
+    record_rows = np.asarray(record_rows, np.int64).reshape(-1)
+    if len(record_rows) and (record_rows.min() < 0 or record_rows.max() >= rows):
+        raise ValueError(f"record rows must lie in [0, {rows}), got {record_rows.tolist()}")
+    return record_rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -621,18 +640,51 @@ class SimResult:
         return dense if rows == batch else np.broadcast_to(dense, (batch,) + dense.shape[1:])
 
 
+def resolve_engine(engine: str, gpu: Optional[bool] = None) -> str:
+    """The engine that `engine` names: "xla" or "events" as given; "auto" is "events" on CPUs and
+    "xla" where TensorFlow sees a GPU (`gpu`: whether one will be used; None: ask TensorFlow)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine != "auto":
+        return engine
+    if gpu is None:
+        gpu = bool(tf.config.list_logical_devices("GPU"))
+    return "xla" if gpu else "events"
+
+
+def liquid_simulator(net: Network, weights: np.ndarray, params: SimParams = SimParams(), engine: str = "xla",
+                     devices: Optional[Sequence[str]] = None):
+    """A fixed-weight simulator of `engine` ("xla": `LiquidSimulator`, "events": the event-driven one;
+    the devices apply to XLA only).  Both have the same `run`."""
+    if resolve_engine(engine) == "events":
+        from lsm_core.event_engine import EventLiquidSimulator
+        return EventLiquidSimulator(net, weights, params)
+    return LiquidSimulator(net, weights, params, devices=devices)
+
+
+def plastic_simulator(net: Network, weights: np.ndarray, rule: str, phase: str, params: SimParams = SimParams(),
+                      engine: str = "xla", reference_batch_quirk: bool = False,
+                      devices: Optional[Sequence[str]] = None):
+    """A learning simulator of `engine` (`PlasticSimulator` or the event-driven one); same `run`."""
+    if resolve_engine(engine) == "events":
+        from lsm_core.event_engine import EventPlasticSimulator
+        return EventPlasticSimulator(net, weights, rule, phase, params, reference_batch_quirk=reference_batch_quirk)
+    return PlasticSimulator(net, weights, rule, phase, params, reference_batch_quirk=reference_batch_quirk,
+                            devices=devices)
+
+
 @functools.lru_cache(maxsize=8)
-def _simulator_for(net: Network, weight_scale, rule: str, phase: str, params: SimParams):
+def _simulator_for(net: Network, weight_scale, rule: str, phase: str, params: SimParams, engine: str):
     """Compiled simulators are kept for repeated `simulate` calls on the same liquid and settings."""
     weights = synapse_weights(net, weight_scale)
     if rule == "static":
-        return LiquidSimulator(net, weights, params)
-    return PlasticSimulator(net, weights, rule, phase, params)
+        return liquid_simulator(net, weights, params, engine)
+    return plastic_simulator(net, weights, rule, phase, params, engine)
 
 
 def simulate(net: Network, inputs, rule: str = "static", phase: str = "sample",
              weight_scale: Optional[float] = None, params: Optional[dict] = None, seed: int = 0,
-             steps: Optional[int] = None) -> SimResult:
+             steps: Optional[int] = None, engine: str = "auto") -> SimResult:
     """Simulate a batch of samples on `net` and return every spike (SPEC 2.2).
 
     inputs: float [B, n_input] per-ms spike probabilities (image mode, `steps` = duration in ms)
@@ -641,13 +693,15 @@ def simulate(net: Network, inputs, rule: str = "static", phase: str = "sample",
     params["rate_range"]).  phase: "sample" (independent rows) or "init" (the rows are consecutive
     snapshots of one stream).  weight_scale: replace every synapse magnitude by this value, keeping
     its sign.  seed: keys the Bernoulli input draws (row b uses the key of sample b of split
-    "simulate").
+    "simulate").  engine: "xla" (compiled dense tensors, for GPUs), "events" (event-driven, for CPUs)
+    or "auto" (events on CPUs, xla where TensorFlow sees a GPU); the results agree to rounding.
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-    simulator = _simulator_for(net, weight_scale, rule, phase, SimParams.from_overrides(params))
+    simulator = _simulator_for(net, weight_scale, rule, phase, SimParams.from_overrides(params),
+                               resolve_engine(engine))
     inputs = np.asarray(inputs)
     keys = sample_keys(seed, "simulate", np.arange(inputs.shape[0]))
     syn = net.synapses()

@@ -31,7 +31,7 @@ from lsm_core.storage import read_json_file
 from lsm_core.sweep import Sweep, SweepPaths, SweepRun, load_sweep, write_manifest
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-                    "TF_NUM_INTEROP_THREADS")
+                    "TF_NUM_INTEROP_THREADS", "NUMBA_NUM_THREADS")
 ALLOCATED = "allocated"          # --gpu value: the GPUs a scheduler gave this process (CUDA_VISIBLE_DEVICES)
 
 

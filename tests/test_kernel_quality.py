@@ -234,6 +234,7 @@ def test_kernel_quality_end_to_end(tiny_run, capsys):
 
 
 def test_noisy_counts_resume_block_by_block(tiny_run, monkeypatch):
+    from lsm_core.event_engine import EventLiquidSimulator
     from lsm_core.runfolder import RunFolder
     from lsm_core.simulator import LiquidSimulator
 
@@ -256,12 +257,11 @@ def test_noisy_counts_resume_block_by_block(tiny_run, monkeypatch):
     assert not (folder / "counts_noisy_test.npz").exists() and len(list((folder / "blocks").iterdir())) == 2
     monkeypatch.setattr(RunFolder, "save_block", original_save)
     calls = []
-    original_run = LiquidSimulator.run
-
-    def counting(self, inputs, keys, steps=None, record_rows=()):
-        calls.append(len(inputs))
-        return original_run(self, inputs, keys, steps=steps, record_rows=record_rows)
-    monkeypatch.setattr(LiquidSimulator, "run", counting)
+    for simulator in (LiquidSimulator, EventLiquidSimulator):       # whichever engine the run uses
+        def counting(self, inputs, keys, steps=None, record_rows=(), original_run=simulator.run):
+            calls.append(len(inputs))
+            return original_run(self, inputs, keys, steps=steps, record_rows=record_rows)
+        monkeypatch.setattr(simulator, "run", counting)
     assert kq(config) == 0
     assert calls == [10] * 6                                 # the 3 missing blocks of 2 batches only
     np.testing.assert_array_equal(np.load(folder / "counts_noisy_test.npz")["counts"], reference)

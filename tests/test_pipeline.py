@@ -13,6 +13,7 @@ from lsm_core import pipeline
 from lsm_core.config import RunConfig
 from lsm_core.errors import UserError
 from lsm_core.runfolder import RunFolder
+from lsm_core.event_engine import EventLiquidSimulator
 from lsm_core.simulator import LiquidSimulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,14 +37,14 @@ class Interrupt(Exception):
 
 
 def count_simulated_batches(monkeypatch):
+    """Count the rows of every fixed-weight batch simulated, on either engine."""
     calls = []
-    original = LiquidSimulator.run
+    for simulator in (LiquidSimulator, EventLiquidSimulator):
+        def counting(self, inputs, keys, steps=None, record_rows=(), original=simulator.run):
+            calls.append(len(inputs))
+            return original(self, inputs, keys, steps=steps, record_rows=record_rows)
 
-    def counting(self, inputs, keys, steps=None, record_rows=()):
-        calls.append(len(inputs))
-        return original(self, inputs, keys, steps=steps, record_rows=record_rows)
-
-    monkeypatch.setattr(LiquidSimulator, "run", counting)
+        monkeypatch.setattr(simulator, "run", counting)
     return calls
 
 
@@ -431,7 +432,8 @@ def test_init_phase_snapshots_are_20_ms_windows_at_seeded_starts(tmp_path, nmnis
             return types.SimpleNamespace(weights=self.weights, trace=start.trace, calcium=start.calcium,
                                          counts=np.zeros((len(inputs), 1)))
 
-    monkeypatch.setattr(sim, "PlasticSimulator", Recorder)
+    monkeypatch.setattr(sim, "plastic_simulator", lambda net, weights, rule, phase, params, engine: Recorder(
+        net, weights, rule, phase, params))
     monkeypatch.setattr(pipeline, "INIT_CHUNK", 8)
     config = event_config(tmp_path, nmnist_dir, model="LSM_STDP", scalars={}, init_samples=20, seed=77)
     splits, _ = pipeline._load_splits(config, quiet)
@@ -524,3 +526,25 @@ def test_two_processes_started_together_on_one_version_one_runs_the_other_exits_
         np.testing.assert_array_equal(np.load(root / f"ver_{version}" / "counts_train.npz")["counts"], expected)
         summary = json.loads((root / f"ver_{version}" / "summary.json").read_text())
         assert summary["complete"] and not (root / f"ver_{version}" / "run.lock").exists()
+
+
+def test_engine_is_part_of_the_run_and_never_changes_on_resumption(tmp_path):
+    def identity(config):
+        return json.loads((RunFolder(config).path / "params.json").read_text())["identity"]
+
+    config = tiny_config(tmp_path, readout_epochs=2)
+    pipeline.run(config, log=quiet)                              # "auto" without a GPU: the event-driven engine
+    assert identity(config)["engine"] == "events"
+    with pytest.raises(UserError, match="different parameters.*engine"):
+        pipeline.run(replace(config, engine="xla"), log=quiet)
+    # a run made on XLA (as every run before the event-driven engine) keeps its old identity and engine
+    old = tiny_config(tmp_path, version=4, readout_epochs=2, engine="xla")
+    pipeline.run(old, log=quiet)
+    assert "engine" not in identity(old)
+    messages = []
+    pipeline.run(replace(old, engine="auto", readout_epochs=3), log=messages.append)
+    assert any("resuming" in m for m in messages) and any("engine xla" in m for m in messages)
+    # the two engines simulate the same dynamics
+    for split in ("valid", "test", "train"):
+        np.testing.assert_array_equal(np.load(RunFolder(config).counts_file(split))["counts"],
+                                      np.load(RunFolder(old).counts_file(split))["counts"])

@@ -8,6 +8,7 @@ neurons of weight 3 (= w_max, so they stay clipped at 3) receiving an event at t
 at t - 1, P gets 27 >= 20 and spikes at t (SPEC 3.2: event at t -> input spike at t + 1 -> reservoir
 spike at t + 2).  An input neuron Q spikes at t after an event at t - 1.
 """
+import functools
 import math
 from types import SimpleNamespace
 
@@ -35,8 +36,9 @@ def run_reference(net, inputs, rule, phase="sample", weight_scale=None, params=N
     return SimpleNamespace(**out)
 
 
-def run_simulate(net, inputs, rule, phase="sample", weight_scale=None, params=None):
-    res = simulate(net, inputs, rule=rule, phase=phase, weight_scale=weight_scale, params=params, seed=0)
+def run_simulate(net, inputs, rule, phase="sample", weight_scale=None, params=None, engine="xla"):
+    res = simulate(net, inputs, rule=rule, phase=phase, weight_scale=weight_scale, params=params, seed=0,
+                   engine=engine)
     assert np.asarray(res.spikes).dtype == bool                          # SPEC 2.2
     assert np.issubdtype(np.asarray(res.counts).dtype, np.integer)
     astro = getattr(res, "astro", None)
@@ -47,9 +49,24 @@ def run_simulate(net, inputs, rule, phase="sample", weight_scale=None, params=No
                            calcium=None if calcium is None else np.asarray(calcium, np.float64))
 
 
+def run_xla(net, inputs, rule, phase="sample", weight_scale=None, params=None):
+    return run_simulate(net, inputs, rule, phase, weight_scale, params, engine="xla")
+
+
+def run_events(net, inputs, rule, phase="sample", weight_scale=None, params=None):
+    return run_simulate(net, inputs, rule, phase, weight_scale, params, engine="events")
+
+
 run_reference.atol = 1e-12      # float64
-run_simulate.atol = 1e-6        # float32 weights near 3
-IMPLS = pytest.mark.parametrize("run", [run_reference, run_simulate], ids=["reference", "simulate"])
+run_xla.atol = run_events.atol = 1e-6        # float32 weights near 3
+IMPLS = pytest.mark.parametrize("run", [run_reference, run_xla, run_events], ids=["reference", "xla", "events"])
+ENGINES = ("xla", "events")
+
+
+@pytest.fixture(params=ENGINES)
+def sim(request):
+    """`run_simulate` on each engine: the same tests hold for both."""
+    return functools.partial(run_simulate, engine=request.param)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,7 +250,7 @@ def test_pair_values_written_out_for_plain_stdp():
     for pre, w, sign_causal in (("exc", 1.0, +1), ("inh", -1.0, -1), ("input", -1.0, +1)):
         net, lay = pair_net(pre, w)
         inputs = np.stack([pair_events(net, lay, T_PAIR, 5, 2)[0], pair_events(net, lay, T_PAIR, 2, 5)[0]])
-        for run in (run_reference, run_simulate):
+        for run in (run_reference, run_xla, run_events):
             got = run(net, inputs, "stdp").weights[:, lay.P, lay.Q]
             np.testing.assert_allclose(got, [w + sign_causal * change, w - sign_causal * change],
                                        rtol=0, atol=run.atol)
@@ -526,12 +543,12 @@ def random_inputs(net, batch, steps, seed, rate=0.1):
 
 @pytest.mark.parametrize("rule", list(RANDOM_CASES))
 @pytest.mark.parametrize("phase", ["sample", "init"])
-def test_random_liquid_matches_reference(liquid, rule, phase):
+def test_random_liquid_matches_reference(liquid, sim, rule, phase):
     net = liquid
     inputs = random_inputs(net, 3, 80 if phase == "sample" else 50, seed=len(rule) + len(phase), rate=0.15)
     params = RANDOM_CASES[rule]
     ref = run_reference(net, inputs, rule, phase, weight_scale=3.0, params=params)
-    got = run_simulate(net, inputs, rule, phase, weight_scale=3.0, params=params)
+    got = sim(net, inputs, rule, phase, weight_scale=3.0, params=params)
     assert ref.spikes[:, :, : net.n_res].sum() > 100                          # an active liquid
     initial = 3.0 * np.asarray(net.W, np.float64)
     assert np.abs(ref.weights - initial[None]).max() > 1e-3                    # plasticity acted
@@ -562,12 +579,12 @@ OVERRIDES = {
 
 
 @pytest.mark.parametrize("rule", list(OVERRIDES))
-def test_random_liquid_with_overridden_constants_matches_reference(liquid, rule):
+def test_random_liquid_with_overridden_constants_matches_reference(liquid, sim, rule):
     net = liquid
     inputs = random_inputs(net, 2, 60, seed=21, rate=0.15)
     params = OVERRIDES[rule]
     ref = run_reference(net, inputs, rule, "sample", weight_scale=3.0, params=params)
-    got = run_simulate(net, inputs, rule, "sample", weight_scale=3.0, params=params)
+    got = sim(net, inputs, rule, "sample", weight_scale=3.0, params=params)
     assert ref.spikes[:, :, : net.n_res].sum() > 50
     assert np.abs(ref.weights - 3.0 * np.asarray(net.W, np.float64)[None]).max() > 1e-3
     np.testing.assert_array_equal(got.spikes, ref.spikes)
@@ -578,26 +595,26 @@ def test_random_liquid_with_overridden_constants_matches_reference(liquid, rule)
         np.testing.assert_allclose(got.calcium, ref.calcium, rtol=0, atol=1e-4)
 
 
-def test_random_liquid_static_rule_matches_reference(liquid):
+def test_random_liquid_static_rule_matches_reference(liquid, sim):
     net = liquid
     inputs = random_inputs(net, 2, 60, seed=5)
     for phase in ("sample", "init"):
         ref = run_reference(net, inputs, "static", phase, weight_scale=4.0)
-        got = run_simulate(net, inputs, "static", phase, weight_scale=4.0)
+        got = sim(net, inputs, "static", phase, weight_scale=4.0)
         assert ref.spikes[:, :, : net.n_res].sum() > 50
         np.testing.assert_array_equal(got.spikes, ref.spikes)
         np.testing.assert_allclose(got.weights, ref.weights, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("rule", list(RANDOM_CASES))
-def test_row_of_a_plastic_batch_equals_the_sample_run_alone(liquid, rule):
+def test_row_of_a_plastic_batch_equals_the_sample_run_alone(liquid, sim, rule):
     net = liquid
     inputs = random_inputs(net, 3, 60, seed=11)
     params = RANDOM_CASES[rule]
-    batch = run_simulate(net, inputs, rule, weight_scale=3.0, params=params)
+    batch = sim(net, inputs, rule, weight_scale=3.0, params=params)
     assert batch.spikes[:, :, : net.n_res].sum() > 50
     for k in (2,):
-        alone = run_simulate(net, inputs[k:k + 1], rule, weight_scale=3.0, params=params)
+        alone = sim(net, inputs[k:k + 1], rule, weight_scale=3.0, params=params)
         np.testing.assert_array_equal(batch.spikes[k], alone.spikes[0])
         np.testing.assert_allclose(batch.weights[k], alone.weights[0], rtol=0, atol=1e-6)
         if rule == "nalsm":

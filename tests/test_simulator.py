@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from lsm_core import Network, simulate
 from lsm_core.randomness import sample_keys, step_pixel_uniform_np
-from lsm_core.simulator import (LiquidSimulator, LiquidState, NeuronParams, PlasticSimulator, SimParams,
-                                SynapseTable, initial_state, integrate, spike_and_reset, synapse_weights,
+from lsm_core.simulator import (LiquidState, NeuronParams, PlasticSimulator, SimParams, SynapseTable,
+                                initial_state, integrate, liquid_simulator, spike_and_reset, synapse_weights,
                                 synaptic_kernel)
 
 TAU_V, THRESH = 64.0, 20.0
@@ -25,6 +25,12 @@ def tiny_net(n_exc=1, n_inh=0, n_input=1, synapses=(), bias=None):
                    bias=np.zeros(n, np.float32) if bias is None else np.asarray(bias, np.float32),
                    t_refrac=2 * ones, tau_syn=ones, coords=np.zeros((n_exc + n_inh, 3), np.int32),
                    n_exc=n_exc, n_inh=n_inh, n_input=n_input, meta={"dims": [n_exc + n_inh, 1, 1]})
+
+
+@pytest.fixture(params=["xla", "events"])
+def engine(request):
+    """Each whole-loop test runs on both engines: the same model, the same expectations."""
+    return request.param
 
 
 def spike_times(result, neuron, row=0):
@@ -126,17 +132,17 @@ def test_synaptic_kernel_values():
 # Whole compiled loop: hand-computed cases
 # ----------------------------------------------------------------------------------------------
 
-def test_constant_input_drives_input_neuron_every_third_step():
+def test_constant_input_drives_input_neuron_every_third_step(engine):
     net = tiny_net(n_exc=1, n_input=1)
-    res = simulate(net, np.ones((1, 12, 1), np.uint8))
+    res = simulate(net, np.ones((1, 12, 1), np.uint8), engine=engine)
     # event at t -> spike at t+1; two refractory steps -> period 3
     assert spike_times(res, neuron=1) == [1, 4, 7, 10]
 
 
-def test_bias_charging_gives_first_spike_at_closed_form_time():
+def test_bias_charging_gives_first_spike_at_closed_form_time(engine):
     bias = 0.5
     net = tiny_net(n_exc=1, n_input=1, bias=[bias, 0.0])
-    res = simulate(net, np.zeros((1, 200, 1), np.uint8))
+    res = simulate(net, np.zeros((1, 200, 1), np.uint8), engine=engine)
     k = np.arange(200)
     v_before_step = bias * 64 * (1 - (63 / 64) ** k)            # V checked at step k
     first = int(np.argmax(v_before_step >= THRESH))
@@ -146,19 +152,19 @@ def test_bias_charging_gives_first_spike_at_closed_form_time():
     assert times[1] - times[0] == first
 
 
-def test_one_step_latency_input_event_to_reservoir_spike():
+def test_one_step_latency_input_event_to_reservoir_spike(engine):
     net = tiny_net(n_exc=1, n_input=1, synapses=[(0, 1, 25.0)])
-    res = simulate(net, events(1, 10, [(3, 0)]))
+    res = simulate(net, events(1, 10, [(3, 0)]), engine=engine)
     assert spike_times(res, neuron=1) == [4]        # input neuron: one step after the event
     assert spike_times(res, neuron=0) == [5]        # reservoir: one step after that
 
 
-def test_kernel_restarts_on_a_new_presynaptic_spike_instead_of_summing():
+def test_kernel_restarts_on_a_new_presynaptic_spike_instead_of_summing(engine):
     w = 12.0                        # one spike alone never brings the target to threshold
     net = tiny_net(n_exc=1, n_input=1, synapses=[(0, 1, w)])
-    alone = simulate(net, events(1, 40, [(0, 0)]))
+    alone = simulate(net, events(1, 40, [(0, 0)]), engine=engine)
     assert spike_times(alone, neuron=0) == []
-    twice = simulate(net, events(1, 12, [(0, 0), (3, 0)]))
+    twice = simulate(net, events(1, 12, [(0, 0), (3, 0)]), engine=engine)
     assert spike_times(twice, neuron=1) == [1, 4]
     # scalar replay: only the latest presynaptic spike drives the kernel
     V, fired = 0.0, None
@@ -172,12 +178,12 @@ def test_kernel_restarts_on_a_new_presynaptic_spike_instead_of_summing():
     assert fired is not None and spike_times(twice, neuron=0) == [fired]
 
 
-def test_inhibitory_weight_lowers_membrane_without_lower_bound():
+def test_inhibitory_weight_lowers_membrane_without_lower_bound(engine):
     net = tiny_net(n_exc=1, n_inh=0, n_input=2, synapses=[(0, 1, 25.0), (0, 2, -30.0)])
     # the inhibitory input arrives together with the excitatory one: no spike
-    res = simulate(net, events(2, 10, [(2, 0), (2, 1)]))
+    res = simulate(net, events(2, 10, [(2, 0), (2, 1)]), engine=engine)
     assert spike_times(res, neuron=0) == []
-    res = simulate(net, events(2, 10, [(2, 0)]))
+    res = simulate(net, events(2, 10, [(2, 0)]), engine=engine)
     assert spike_times(res, neuron=0) == [4]
 
 
@@ -190,30 +196,30 @@ def small_liquid():
     return Network.generate(dims=(4, 4, 4), n_input=30, seed=3)
 
 
-def test_event_mode_matches_reference_loop(small_liquid):
+def test_event_mode_matches_reference_loop(small_liquid, engine):
     net = small_liquid
     rng = np.random.default_rng(0)
     inputs = (rng.random((3, 80, net.n_input)) < 0.15).astype(np.uint8)
     weights = synapse_weights(net, 4.0)
-    res = simulate(net, inputs, weight_scale=4.0)
+    res = simulate(net, inputs, weight_scale=4.0, engine=engine)
     assert res.spikes[:, :, : net.n_res].sum() > 50          # the liquid is active
     np.testing.assert_array_equal(res.spikes, reference_run(net, weights, inputs, 80))
     np.testing.assert_array_equal(res.counts, res.spikes[:, :, : net.n_res].sum(axis=1))
 
 
-def test_image_mode_matches_reference_loop_with_the_same_draws(small_liquid):
+def test_image_mode_matches_reference_loop_with_the_same_draws(small_liquid, engine):
     net = small_liquid
     rng = np.random.default_rng(1)
     probabilities = rng.random((4, net.n_input)).astype(np.float32) * 0.5
-    res = simulate(net, probabilities, steps=60, weight_scale=4.0, seed=9)
+    res = simulate(net, probabilities, steps=60, weight_scale=4.0, seed=9, engine=engine)
     keys = sample_keys(9, "simulate", np.arange(4))
     expected = reference_run(net, synapse_weights(net, 4.0), probabilities, 60, keys=keys)
     np.testing.assert_array_equal(res.spikes, expected)
 
 
-def test_row_of_a_batch_equals_the_sample_run_alone(small_liquid):
+def test_row_of_a_batch_equals_the_sample_run_alone(small_liquid, engine):
     net = small_liquid
-    sim = LiquidSimulator(net, synapse_weights(net, 3.0))
+    sim = liquid_simulator(net, synapse_weights(net, 3.0), engine=engine)
     rng = np.random.default_rng(2)
     probabilities = rng.random((5, net.n_input)).astype(np.float32) * 0.4
     keys = sample_keys(4, "train", np.arange(10, 15))
@@ -223,9 +229,9 @@ def test_row_of_a_batch_equals_the_sample_run_alone(small_liquid):
     np.testing.assert_array_equal(raster[0], alone_raster[0])
 
 
-def test_weight_scale_keeps_signs_and_dense_weights_view():
+def test_weight_scale_keeps_signs_and_dense_weights_view(engine):
     net = tiny_net(n_exc=1, n_input=2, synapses=[(0, 1, 1.0), (0, 2, -1.0)])
-    res = simulate(net, np.zeros((2, 5, 2), np.uint8), weight_scale=2.5)
+    res = simulate(net, np.zeros((2, 5, 2), np.uint8), weight_scale=2.5, engine=engine)
     assert res.weights.shape == (2, 3, 3)
     np.testing.assert_array_equal(res.weights[1, 0], [0.0, 2.5, -2.5])
     stream = simulate(net, np.zeros((2, 5, 2), np.uint8), phase="init")     # one stream of snapshots

@@ -1,0 +1,550 @@
+"""The event-driven CPU engine: pay for spikes, not for synapses.
+
+The XLA engine (`simulator.py`) touches every synapse at every millisecond: a dense matrix product for
+fixed weights, a read-modify-write of every weight for learning ones.  But in a millisecond only a few
+per cent of the neurons spike, and only synapses next to a spike have anything to do.  This engine
+simulates exactly the same model (same state, same step order, same counter-based input draws) with
+loops compiled by numba that visit only those synapses:
+
+* **Synaptic current.**  The kernel of presynaptic neuron j is k_j = exp(-s_j / tau_u) / tau_u; it
+  restarts at 1/tau_u when j spikes and otherwise decays by q = exp(-1/tau_u) per step (tau_u is the same
+  for every neuron).  So each reservoir neuron keeps its current I_i = sum_j W_ij k_j in a float64
+  accumulator and, per step,
+
+      I_i <- q * I_i + sum over j that spiked of W_ij * (1/tau_u - k_j before the spike)
+                     + sum over weights that changed of dW_ij * k_j.
+
+  This is exact in exact arithmetic except for the cap of s at 100 ms, where the kernel stops decaying in
+  the model (its value there, e^-100, contributes below 1e-40).  At the start of every sample, when every
+  s is 20, I_i = k(20) * sum_j W_ij.
+* **Plasticity.**  A rule's change is a product with the postsynaptic spike (causal term) or with the
+  presynaptic spike (anti-causal term), so only the incoming synapses of neurons that spiked and the
+  outgoing synapses of neurons that spiked can change, and only those are clipped.  Synapses whose pre-
+  and postsynaptic neurons both spiked are updated once, with both terms, as in the dense engine.  The
+  rules are the scalar twins in `plasticity.py`.  Weights outside their class bounds at the start of a
+  call (AP-STDP's magnitudes above w_max) are clipped once, at the first step, as the dense engine does.
+* **Layout.**  Synapses are stored by presynaptic neuron (CSR: spike propagation and anti-causal updates
+  stream through them); a second index lists them by postsynaptic neuron (causal updates).  Both share one
+  weight array per row.  Rows of a sample-phase batch are independent and run in parallel threads.
+
+Results agree with the XLA engine to rounding (the current is summed in a different order, in float64);
+state, weights and everything else are float32 computed with the same formulas in the same order.
+
+Shapes: B rows, N = N_res + n_in neurons (reservoir first), T steps, n_syn synapses.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numba as nb
+import numpy as np
+
+from lsm_core import plasticity as rules
+from lsm_core.config import PAPER
+from lsm_core.network import EXC, INH, Network
+from lsm_core.randomness import _GOLDEN, _M1, _M2, _STEP_SALT
+
+RULE_CODES = {"static": 0, "stdp": 1, "nalsm": 2, "apstdp": 3}
+
+_stdp = nb.njit(inline="always")(rules.stdp_change_one)
+_nalsm = nb.njit(inline="always")(rules.nalsm_change_one)
+_apstdp = nb.njit(inline="always")(rules.apstdp_change_one)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and constants handed to the compiled loops
+# ----------------------------------------------------------------------------------------------
+
+class EventSynapses(NamedTuple):
+    """The synapses by presynaptic neuron (the engine's weight order) plus an index by postsynaptic one.
+
+    pre_start int64 [N+1]: the synapses of presynaptic neuron j are pre_start[j]:pre_start[j+1] (engine
+    order); target int32 [n_syn]: the postsynaptic neuron of each synapse (engine order);
+    post_start int64 [N_res+1], post_synapse int64 [n_syn], post_pre int32 [n_syn]: the incoming
+    synapses of reservoir neuron i are post_synapse[post_start[i]:post_start[i+1]] (engine indices),
+    their presynaptic neurons post_pre[...].  A synapse's rule coefficients and bounds depend only on its
+    presynaptic neuron j: sign float32 [N] (+1 excitatory or input, -1 inhibitory) and lower, upper
+    float32 [N] (excitatory [0, w_max], inhibitory [-w_max, 0], input [-w_max, w_max]).
+    """
+
+    pre_start: np.ndarray
+    target: np.ndarray
+    post_start: np.ndarray
+    post_synapse: np.ndarray
+    post_pre: np.ndarray
+    sign: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+class EventNeurons(NamedTuple):
+    """Per-neuron float32 [N] constants and the synaptic kernel by time since spike, float64 [cap+1]."""
+
+    tau_v: np.ndarray
+    v_thresh: np.ndarray
+    bias: np.ndarray
+    t_refrac: np.ndarray
+    kernel: np.ndarray        # exp(-s / tau_u) / tau_u for s = 0 .. cap
+    kernel_decay: float       # exp(-1 / tau_u), float64
+    since_spike_init: int     # s at the start of every sample [ms]
+    since_spike_cap: int
+
+
+class EventConstants(NamedTuple):
+    """The rule's scalars as float32 (the dense engine's tensors are float32 too)."""
+
+    lr: np.float32
+    lr_decay: np.float32
+    astro_w: np.float32
+    astro_bias: np.float32
+    astro_tau: np.float32
+    rate_threshold: np.float32
+    rate_range: np.float32
+    calcium_tau: np.float32
+    input_current: np.float32
+    trace_decay: np.float32
+    trace_increment: np.float32
+
+
+def build_synapses(net: Network, w_max: float) -> tuple[EventSynapses, np.ndarray]:
+    """The engine's synapse tables and `order` int64 [n_syn]: engine index -> synapse-list index."""
+    syn = net.synapses()                                      # synapse list, sorted by (post, pre)
+    order = np.lexsort((syn.post, syn.pre)).astype(np.int64)  # by (pre, post)
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    pre_start = np.zeros(net.n_neurons + 1, np.int64)
+    pre_start[1:] = np.cumsum(np.bincount(syn.pre, minlength=net.n_neurons))
+    post_start = np.zeros(net.n_res + 1, np.int64)
+    post_start[1:] = np.cumsum(np.bincount(syn.post, minlength=net.n_res))
+    neuron_class = np.asarray(net.neuron_class)
+    tables = EventSynapses(
+        pre_start=pre_start, target=np.ascontiguousarray(syn.post[order], np.int32),
+        post_start=post_start, post_synapse=position, post_pre=np.ascontiguousarray(syn.pre, np.int32),
+        sign=np.where(neuron_class == INH, -1.0, 1.0).astype(np.float32),
+        lower=np.where(neuron_class == EXC, 0.0, -w_max).astype(np.float32),
+        upper=np.where(neuron_class == INH, 0.0, w_max).astype(np.float32))
+    return tables, order
+
+
+def build_neurons(net: Network) -> EventNeurons:
+    tau_syn = np.asarray(net.tau_syn, np.float64)
+    if tau_syn.size and not np.all(tau_syn == tau_syn[0]):
+        raise ValueError("the event-driven engine needs one synaptic time constant tau_syn for all neurons "
+                         "(the paper's liquids have tau_syn = 1 everywhere); use engine='xla' for this network")
+    tau = float(np.float32(tau_syn[0])) if tau_syn.size else 1.0
+    cap = int(PAPER.neuron.since_spike_cap)
+    s = np.arange(cap + 1, dtype=np.float64)
+    return EventNeurons(*(np.ascontiguousarray(a, np.float32) for a in
+                          (net.tau_v, net.v_thresh, net.bias, net.t_refrac)),
+                        kernel=np.exp(-s / tau) / tau, kernel_decay=float(np.exp(-1.0 / tau)),
+                        since_spike_init=int(PAPER.neuron.since_spike_init), since_spike_cap=cap)
+
+
+def event_constants(params) -> EventConstants:
+    """float32 scalars from a `SimParams` (unused ones 0)."""
+    c = PAPER.plasticity
+    f = np.float32
+    return EventConstants(
+        lr=f(params.lr), lr_decay=f(params.lr_decay), astro_w=f(params.astro_w or 0.0),
+        astro_bias=f(params.lr * (1.0 + params.astro_bias_offset)), astro_tau=f(params.astro_tau),
+        rate_threshold=f(params.rate_threshold or 0.0), rate_range=f(params.rate_range or 0.0),
+        calcium_tau=f(params.calcium_tau), input_current=f(params.input_current),
+        trace_decay=f(c.trace_decay), trace_increment=f(c.trace_increment))
+
+
+# ----------------------------------------------------------------------------------------------
+# Counter-based input draws (the same numbers as randomness.step_pixel_uniform_np)
+# ----------------------------------------------------------------------------------------------
+
+@nb.njit(inline="always")
+def _hash32(x):
+    """lowbias32 on a uint32 value held in a uint64 (numba widens integer products)."""
+    mask = np.uint64(0xFFFFFFFF)
+    x = x & mask
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(_M1)) & mask
+    x ^= x >> np.uint64(15)
+    x = (x * np.uint64(_M2)) & mask
+    x ^= x >> np.uint64(16)
+    return x
+
+
+@nb.njit(inline="always")
+def _pixel_uniform(step_key, pixel):
+    """Uniform float32 in [0, 1) of one input pixel at one step (see randomness.py)."""
+    code = (np.uint64(pixel) * np.uint64(_GOLDEN)) & np.uint64(0xFFFFFFFF)
+    bits = _hash32(step_key ^ code)
+    return np.float32(bits >> np.uint64(8)) * np.float32(2.0 ** -24)
+
+
+@nb.njit(cache=True)
+def pixel_uniform(keys, t, n_input):
+    """float32 [B, n_input]: `randomness.step_pixel_uniform_np`, compiled (for tests)."""
+    out = np.empty((keys.shape[0], n_input), np.float32)
+    for b in range(keys.shape[0]):
+        step_key = _hash32(np.uint64(keys[b]) ^ _hash32(np.uint64(t) + np.uint64(_STEP_SALT)))
+        for p in range(n_input):
+            out[b, p] = _pixel_uniform(step_key, p)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# One stream of samples: the compiled time loop
+# ----------------------------------------------------------------------------------------------
+
+@nb.njit(inline="always")
+def _rule_change(rule, causal, anti_causal, lr, astro, sign, post_calcium, k):
+    """The change of one synapse by rule code (1 STDP, 2 NALSM, 3 AP-STDP): `plasticity.py`'s twins."""
+    if rule == 1:
+        return _stdp(causal, anti_causal, lr, sign)
+    if rule == 2:
+        return _nalsm(causal, anti_causal, lr, astro, sign > np.float32(0.0))
+    return _apstdp(causal, anti_causal, lr, sign, post_calcium, k.rate_threshold, k.rate_range, np.float32(0.0))
+
+
+@nb.njit(cache=True, nogil=True)
+def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
+                syn, neu, k, weights, trace, calcium, clip_first, record_slot,
+                out_counts, out_raster, out_astro):
+    """Simulate samples first..stop-1 one after another on one liquid (one stream).
+
+    rule: 0 static, 1 STDP, 2 NALSM, 3 AP-STDP.  weights float32 [n_syn] (engine order), trace and
+    calcium float32 [N]: carried from sample to sample and updated in place.  Every sample restarts the
+    neuron state, the learning rate and the astrocyte.  Inputs: probabilities float32 [rows, n_in] with
+    keys uint32 [rows] (image mode), or events uint8 [rows, T, n_in] (event mode).  Outputs for sample
+    r: counts int32 [r, N_res]; out_raster[record_slot[r]] bool [T, N] where record_slot[r] >= 0;
+    astro float32 [r, T] (A after each step).  `clip_first`: clip every weight at the first step.
+    """
+    pre_start, target, post_start, post_synapse, post_pre = (syn.pre_start, syn.target, syn.post_start,
+                                                            syn.post_synapse, syn.post_pre)
+    pre_sign, pre_lower, pre_upper, kernel = syn.sign, syn.lower, syn.upper, neu.kernel
+    tau_v, v_thresh, bias, t_refrac, cap = neu.tau_v, neu.v_thresh, neu.bias, neu.t_refrac, neu.since_spike_cap
+    n = tau_v.shape[0]
+    n_res = post_start.shape[0] - 1
+    n_in = n - n_res
+    plastic = rule != 0
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    membrane = np.empty(n, np.float32)
+    refractory = np.empty(n, np.float32)
+    since = np.empty(n, np.int64)
+    spiked = np.zeros(n, np.bool_)
+    current = np.zeros(n, np.float32)
+    spikers = np.empty(n, np.int64)
+    synaptic = np.empty(n_res, np.float64)       # I_i = sum_j W_ij k_j, per reservoir neuron
+    change = np.zeros(n_res, np.float64)         # this step's sum of dW_ij k_j
+    weight_sum = np.zeros(n_res, np.float64)     # sum_j W_ij, for the current at the start of a sample
+    pixels = np.empty(n_in, np.int64)
+    for j in range(n):
+        for q in range(pre_start[j], pre_start[j + 1]):
+            weight_sum[target[q]] += weights[q]
+
+    for r in range(first, stop):
+        membrane[:] = zero
+        refractory[:] = zero
+        since[:] = neu.since_spike_init
+        start_kernel = kernel[neu.since_spike_init]
+        for i in range(n_res):
+            synaptic[i] = start_kernel * weight_sum[i]
+        lr = k.lr * learns[r]
+        astro = k.lr
+        astro_w = k.astro_w
+        astro_bias = k.astro_bias
+        n_pixels = 0                 # image mode: only pixels with a spike probability above 0 are drawn
+        if not event_mode:
+            for p in range(n_in):
+                if probabilities[r, p] > zero:
+                    pixels[n_pixels] = p
+                    n_pixels += 1
+        slot = record_slot[r]
+        for t in range(steps):
+            # steps 1-2: who spikes (a refractory neuron cannot), reset of their membrane
+            for j in range(n):
+                free = one - min(max(refractory[j], zero), one)
+                fire = membrane[j] * free >= v_thresh[j]
+                spiked[j] = fire
+                membrane[j] = membrane[j] * (zero if fire else one)
+            n_spikers = 0
+            for j in range(n):
+                if spiked[j]:
+                    spikers[n_spikers] = j
+                    n_spikers += 1
+            n_res_spikes = 0
+            while n_res_spikes < n_spikers and spikers[n_res_spikes] < n_res:
+                out_counts[r, spikers[n_res_spikes]] += 1
+                n_res_spikes += 1
+            if slot >= 0:
+                for j in range(n):
+                    out_raster[slot, t, j] = spiked[j]
+            # step 3: calcium (AP-STDP)
+            if rule == 3:
+                for j in range(n):
+                    calcium[j] = calcium[j] - calcium[j] / k.calcium_tau + (one if spiked[j] else zero)
+            if plastic:
+                change[:] = 0.0
+                if clip_first and r == first and t == 0:
+                    _clip_all(syn, neu, weights, since, change, weight_sum)
+            # step 4 and the spikes' share of the current (with the weights before this step's change);
+            # with them, step 8's anti-causal terms at the targets that did not spike
+            for a in range(n_spikers):
+                j = spikers[a]
+                jump = kernel[0] - kernel[since[j]]
+                since[j] = 0
+                sign, lower, upper = pre_sign[j], pre_lower[j], pre_upper[j]
+                for q in range(pre_start[j], pre_start[j + 1]):
+                    i = target[q]
+                    old = weights[q]
+                    synaptic[i] += old * jump
+                    if plastic and not spiked[i] and trace[i] != zero:
+                        new = min(max(old + _rule_change(rule, zero, trace[i], lr, astro, sign, calcium[i], k),
+                                      lower), upper)
+                        if new != old:
+                            weights[q] = new
+                            moved = np.float64(new) - np.float64(old)
+                            change[i] += moved * kernel[0]
+                            weight_sum[i] += moved
+            # step 8 at the reservoir neurons that spiked: causal terms (and both terms where the
+            # presynaptic neuron spiked too), traces before their update
+            if plastic:
+                for a in range(n_res_spikes):
+                    i = spikers[a]
+                    moved_current = 0.0
+                    moved_sum = 0.0
+                    for c in range(post_start[i], post_start[i + 1]):
+                        j = post_pre[c]
+                        anti = trace[i] if spiked[j] else zero
+                        if trace[j] == zero and anti == zero:
+                            continue
+                        q = post_synapse[c]
+                        old = weights[q]
+                        new = min(max(old + _rule_change(rule, trace[j], anti, lr, astro, pre_sign[j], calcium[i], k),
+                                      pre_lower[j]), pre_upper[j])
+                        if new != old:
+                            weights[q] = new
+                            moved = np.float64(new) - np.float64(old)
+                            moved_current += moved * kernel[since[j]]
+                            moved_sum += moved
+                    change[i] += moved_current
+                    weight_sum[i] += moved_sum
+                # step 9: traces
+                for j in range(n):
+                    trace[j] = k.trace_decay * ((k.trace_increment if spiked[j] else zero) + trace[j])
+                # step 10: astrocyte
+                if rule == 2:
+                    drive = np.float32(n_res_spikes) - np.float32(n_spikers - n_res_spikes)
+                    astro = astro + (astro_w * drive + astro_bias - astro) / k.astro_tau
+                # step 11: decays of the sample phase
+                if sample_phase and (rule == 1 or rule == 2):
+                    lr = max(lr * k.lr_decay, zero)
+                    astro = astro * k.lr_decay
+                    astro_w = astro_w * k.lr_decay
+                    astro_bias = astro_bias * k.lr_decay
+            # step 5: leaky integration of the synaptic and input currents
+            for i in range(n_res):
+                current[i] = np.float32(synaptic[i])
+            current[n_res:] = zero
+            if event_mode:
+                for p in range(n_in):
+                    if events[r, t, p] != 0:
+                        current[n_res + p] = k.input_current
+            else:
+                step_key = _hash32(np.uint64(keys[r]) ^ _hash32(np.uint64(t) + np.uint64(_STEP_SALT)))
+                for a in range(n_pixels):
+                    p = pixels[a]
+                    if _pixel_uniform(step_key, p) < probabilities[r, p]:
+                        current[n_res + p] = k.input_current
+            for j in range(n):
+                v = membrane[j]
+                membrane[j] = v + current[j] + bias[j] - v / tau_v[j]
+            # steps 6-7: time since spike, refractory counter
+            for j in range(n):
+                since[j] = min(since[j] + 1, cap)
+                refractory[j] = t_refrac[j] if spiked[j] else refractory[j] - one
+            out_astro[r, t] = astro
+            # step 6 for the current: this step's weight changes join it, then every kernel decays by q
+            for i in range(n_res):
+                synaptic[i] = (synaptic[i] + change[i]) * neu.kernel_decay
+
+
+@nb.njit(inline="always")
+def _clip_all(syn, neu, weights, since, change, weight_sum):
+    """Clip every weight into its class bounds, booking the changes into the current (first step)."""
+    for j in range(syn.pre_start.shape[0] - 1):
+        for q in range(syn.pre_start[j], syn.pre_start[j + 1]):
+            old = weights[q]
+            new = min(max(old, syn.lower[j]), syn.upper[j])
+            if new != old:
+                i = syn.target[q]
+                weights[q] = new
+                moved = np.float64(new) - np.float64(old)
+                change[i] += moved * neu.kernel[since[j]]
+                weight_sum[i] += moved
+
+
+@nb.njit(cache=True, parallel=True)
+def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn, neu, k, start_weights,
+              start_trace, start_calcium, clip_first, record_slot, out_counts, out_raster, out_astro,
+              out_weights, out_trace, out_calcium, order):
+    """Sample phase: every row is an independent liquid starting from `start_weights`, in parallel.
+
+    out_weights float32 [B, n_syn] (synapse-list order, via `order`), out_trace and out_calcium float32
+    [B, N]: each row's final values (each [0, ...] when not wanted).
+    """
+    rows = out_counts.shape[0]
+    for r in nb.prange(rows):
+        weights = start_weights.copy()
+        trace = start_trace.copy()
+        calcium = start_calcium.copy()
+        _run_stream(rule, True, r, r + 1, event_mode, probabilities, events, keys, learns, steps, syn, neu, k,
+                    weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
+        if out_weights.shape[0] > 0:
+            for q in range(order.shape[0]):
+                out_weights[r, order[q]] = weights[q]
+        if out_trace.shape[0] > 0:
+            out_trace[r] = trace
+            out_calcium[r] = calcium
+
+
+# ----------------------------------------------------------------------------------------------
+# The simulators: the same interfaces as the XLA engine's
+# ----------------------------------------------------------------------------------------------
+
+def _inputs_for_kernel(inputs, steps, n_input):
+    """(event_mode, probabilities float32 [B, n_in], events uint8 [B, T, n_in], steps), the unused
+    mode's array empty."""
+    from lsm_core.simulator import _check_inputs
+
+    inputs, steps, event_mode = _check_inputs(inputs, steps, n_input)
+    if event_mode:
+        return True, np.zeros((0, 0), np.float32), np.ascontiguousarray(inputs), steps
+    return False, np.ascontiguousarray(inputs), np.zeros((0, 0, 0), np.uint8), steps
+
+
+class _EventEngine:
+    """What both event-driven simulators share: the tables, the constants, thread settings."""
+
+    def __init__(self, net: Network, params, threads: Optional[int] = None):
+        from lsm_core.simulator import SimParams
+
+        self.params = params if params is not None else SimParams()
+        self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
+        self.synapses, self.order = build_synapses(net, self.params.w_max)
+        self.neurons = build_neurons(net)
+        self.constants = event_constants(self.params)
+        self.threads = threads
+
+    def to_engine_order(self, weights) -> np.ndarray:
+        """[n_syn] synapse-list weights -> engine order."""
+        return np.ascontiguousarray(np.asarray(weights, np.float32).reshape(-1)[self.order])
+
+    def from_engine_order(self, weights) -> np.ndarray:
+        out = np.empty_like(weights)
+        out[self.order] = weights
+        return out
+
+    def _threads(self):
+        """Numba threads for this call: `threads`, else every core numba may use."""
+        if self.threads:
+            nb.set_num_threads(min(int(self.threads), nb.config.NUMBA_NUM_THREADS))
+
+
+class EventLiquidSimulator(_EventEngine):
+    """`simulator.LiquidSimulator` (fixed weights) with the event-driven engine; same `run`."""
+
+    def __init__(self, net: Network, weights: np.ndarray, params=None, threads: Optional[int] = None):
+        super().__init__(net, params, threads)
+        weights = np.asarray(weights, np.float32)
+        if weights.shape != self.order.shape:
+            raise ValueError(f"weights must have shape [n_syn] = [{len(self.order)}], got {weights.shape}")
+        self.weights = self.to_engine_order(weights)
+
+    def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None,
+            record_rows=()) -> tuple[np.ndarray, np.ndarray]:
+        """As `LiquidSimulator.run`: counts int32 [B, N_res] and rasters bool [len(record_rows), T, N]."""
+        event_mode, probabilities, events, steps = _inputs_for_kernel(inputs, steps, self.n_input)
+        keys = np.asarray(keys, np.uint32).reshape(-1)
+        record_rows = np.asarray(record_rows, np.int64).reshape(-1)
+        out = _outputs(len(keys), steps, self.n_neurons, self.n_res, record_rows)
+        self._threads()
+        zeros = np.zeros(self.n_neurons, np.float32)
+        _run_rows(0, event_mode, probabilities, events, keys, np.ones(len(keys), np.float32), steps,
+                  self.synapses, self.neurons, self.constants, self.weights, zeros, zeros, False,
+                  out["slot"], out["counts"], out["raster"], out["astro"], np.zeros((0, 0), np.float32),
+                  np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), self.order)
+        return out["counts"], out["raster"]
+
+
+def _outputs(rows: int, steps: int, n_neurons: int, n_res: int, record_rows) -> dict:
+    record_rows = np.asarray(record_rows, np.int64).reshape(-1)
+    if len(record_rows) and (record_rows.min() < 0 or record_rows.max() >= rows):
+        raise ValueError(f"record rows must lie in [0, {rows}), got {record_rows.tolist()}")
+    slot = np.full(rows, -1, np.int64)
+    slot[record_rows] = np.arange(len(record_rows))
+    return dict(slot=slot, counts=np.zeros((rows, n_res), np.int32),
+                raster=np.zeros((len(record_rows), steps, n_neurons), np.bool_),
+                astro=np.zeros((rows, steps), np.float32))
+
+
+class EventPlasticSimulator(_EventEngine):
+    """`simulator.PlasticSimulator` (learning weights) with the event-driven engine; same `run`.
+
+    Sample phase: the rows run in parallel threads, each with its own copy of the weights.  Init phase:
+    one stream, one thread.
+    """
+
+    def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str, params=None,
+                 reference_batch_quirk: bool = False, threads: Optional[int] = None):
+        from lsm_core.simulator import check_plastic_settings
+
+        super().__init__(net, params, threads)
+        check_plastic_settings(rule, phase, self.params)
+        self.rule, self.phase = rule, phase
+        self.reference_batch_quirk = reference_batch_quirk and phase == "sample"
+        self.weights = np.asarray(weights, np.float32).reshape(-1)
+        if self.weights.shape != self.order.shape:
+            raise ValueError(f"weights must have shape [n_syn] = [{len(self.order)}], got {self.weights.shape}")
+
+    def _outside_bounds(self, engine_weights) -> bool:
+        s = self.synapses
+        pre = np.repeat(np.arange(self.n_neurons), np.diff(s.pre_start))
+        return bool(np.any((engine_weights < s.lower[pre]) | (engine_weights > s.upper[pre])))
+
+    def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None, record: bool = True,
+            start=None, record_rows=None):
+        """As `PlasticSimulator.run`; `record_rows` (optional) records only those rows, and `spikes`
+        then holds them in that order."""
+        from lsm_core.simulator import PlasticRun, _record_rows
+
+        event_mode, probabilities, events, steps = _inputs_for_kernel(inputs, steps, self.n_input)
+        keys = np.asarray(keys, np.uint32).reshape(-1)
+        rows = len(keys)
+        record_rows = _record_rows(record_rows, record, rows)
+        learns = np.ones(rows, np.float32)
+        if self.reference_batch_quirk:
+            learns[1:] = 0.0
+        if start is None:
+            weights = self.weights
+            trace = calcium = np.zeros(self.n_neurons, np.float32)
+        else:
+            weights = np.asarray(start.weights, np.float32).reshape(-1)
+            trace = np.array(start.trace, np.float32).reshape(-1)
+            calcium = np.array(start.calcium, np.float32).reshape(-1)
+        weights = self.to_engine_order(weights)
+        clip_first = self._outside_bounds(weights)
+        out = _outputs(rows, steps, self.n_neurons, self.n_res, record_rows)
+        code = RULE_CODES[self.rule]
+        self._threads()
+        if self.phase == "sample":
+            final = np.empty((rows, len(self.order)), np.float32)
+            final_trace, final_calcium = (np.empty((rows, self.n_neurons), np.float32) for _ in range(2))
+            _run_rows(code, event_mode, probabilities, events, keys, learns, steps, self.synapses, self.neurons,
+                      self.constants, weights, trace, calcium, clip_first, out["slot"], out["counts"],
+                      out["raster"], out["astro"], final, final_trace, final_calcium, self.order)
+        else:
+            trace, calcium = trace.copy(), calcium.copy()
+            _run_stream(code, False, 0, rows, event_mode, probabilities, events, keys, learns, steps,
+                        self.synapses, self.neurons, self.constants, weights, trace, calcium, clip_first,
+                        out["slot"], out["counts"], out["raster"], out["astro"])
+            final = self.from_engine_order(weights)[np.newaxis]
+            final_trace, final_calcium = trace[np.newaxis], calcium[np.newaxis]
+        return PlasticRun(out["counts"], out["raster"], out["astro"], final, final_trace, final_calcium)

@@ -1,0 +1,141 @@
+"""The event-driven engine's own plumbing: its tables, its input draws, its resume and threading.
+
+The model itself is pinned on both engines by the shared tests (`test_simulator.py`,
+`test_plasticity.py`: closed forms, hand-computed plasticity steps, the float64 reference); here
+only what is specific to the event-driven formulation.
+"""
+import numpy as np
+import pytest
+
+from lsm_core import Network, simulate
+from lsm_core import plasticity as rules
+from lsm_core.event_engine import (EventLiquidSimulator, EventPlasticSimulator, build_neurons, build_synapses,
+                                   pixel_uniform)
+from lsm_core.randomness import sample_keys, step_pixel_uniform_np
+from lsm_core.simulator import (PlasticSimulator, SimParams, StreamCarry, liquid_simulator, resolve_engine,
+                                synapse_weights)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return Network.generate(dims=(4, 4, 4), n_input=30, seed=4)
+
+
+def test_synapse_tables_list_every_synapse_once_by_pre_and_by_post(net):
+    tables, order = build_synapses(net, w_max=3.0)
+    syn = net.synapses()
+    assert sorted(order.tolist()) == list(range(len(syn.post)))
+    pre = np.repeat(np.arange(net.n_neurons), np.diff(tables.pre_start))
+    np.testing.assert_array_equal(pre, syn.pre[order])                 # grouped by presynaptic neuron
+    np.testing.assert_array_equal(tables.target, syn.post[order])
+    for i in range(net.n_res):                                          # the index by postsynaptic neuron
+        incoming = tables.post_synapse[tables.post_start[i]:tables.post_start[i + 1]]
+        np.testing.assert_array_equal(tables.target[incoming], i)
+        np.testing.assert_array_equal(pre[incoming], tables.post_pre[tables.post_start[i]:tables.post_start[i + 1]])
+    assert tables.post_start[-1] == len(syn.post)
+    classes = np.asarray(net.neuron_class)
+    exc, inh = classes == 0, (classes != 0) & (np.arange(net.n_neurons) < net.n_res)
+    assert (tables.lower[exc] == 0).all() and (tables.upper[inh] == 0).all()
+    assert (tables.sign[inh] == -1).all() and (tables.sign[~inh] == 1).all()
+
+
+def test_kernel_table_is_the_model_kernel_and_decays_by_a_constant_factor(net):
+    neurons = build_neurons(net)
+    s = np.arange(len(neurons.kernel))
+    np.testing.assert_allclose(neurons.kernel, np.exp(-s), rtol=1e-15)
+    np.testing.assert_allclose(neurons.kernel[1:] / neurons.kernel[:-1], neurons.kernel_decay, rtol=1e-12)
+
+
+def test_compiled_draws_are_the_counter_based_draws_bit_for_bit():
+    keys = sample_keys(7, "train", np.arange(5))
+    for t in (0, 1, 249):
+        np.testing.assert_array_equal(pixel_uniform(keys, t, 784), step_pixel_uniform_np(keys, t, 784))
+
+
+def test_scalar_rule_twins_equal_the_tensor_rules():
+    """The compiled one-synapse twins give the tensor rules' float32 numbers bit for bit."""
+    import tensorflow as tf
+
+    from lsm_core import event_engine
+
+    rng = np.random.default_rng(0)
+    f, t = np.float32, tf.constant
+    for _ in range(100):
+        causal, anti, lr, astro = (f(x) for x in rng.random(4) * [0.3, 0.3, 0.2, 0.2])
+        sign = f(rng.choice([-1.0, 1.0]))
+        calcium, theta, rho = f(rng.random() * 4), f(1.5), f(1.0)
+        assert event_engine._stdp(causal, anti, lr, sign) == rules.stdp_change(
+            t(causal), t(anti), t(lr), t(sign)).numpy()
+        assert event_engine._nalsm(causal, anti, lr, astro, sign > 0) == rules.nalsm_change(
+            t(causal), t(anti), t(lr), t(astro), t(sign)).numpy()
+        assert event_engine._apstdp(causal, anti, lr, sign, calcium, theta, rho, f(0)) == rules.apstdp_change(
+            t(causal), t(anti), t(lr), t(sign), t(calcium), float(theta), float(rho)).numpy()
+
+
+def test_init_stream_cut_into_calls_equals_one_call(net):
+    """What the pipeline's init phase does at every checkpoint: resume the stream from its carry."""
+    rng = np.random.default_rng(3)
+    probabilities = rng.random((6, net.n_input)).astype(np.float32) * 0.4
+    keys = sample_keys(2, "init", np.arange(6))
+    sim = EventPlasticSimulator(net, synapse_weights(net, 3.0), "nalsm", "init", SimParams(astro_w=0.015))
+    whole = sim.run(probabilities, keys, steps=20, record=False)
+    first = sim.run(probabilities[:4], keys[:4], steps=20, record=False)
+    rest = sim.run(probabilities[4:], keys[4:], steps=20, record=False,
+                   start=StreamCarry(first.weights, first.trace, first.calcium))
+    assert whole.counts.sum() > 20
+    np.testing.assert_array_equal(whole.counts, np.concatenate([first.counts, rest.counts]))
+    np.testing.assert_array_equal(whole.weights, rest.weights)
+    np.testing.assert_array_equal(whole.trace, rest.trace)
+    assert not np.array_equal(whole.weights[0], synapse_weights(net, 3.0))
+
+
+def test_reference_batch_quirk_lets_only_row_zero_learn(net):
+    probabilities = np.random.default_rng(0).random((4, net.n_input)).astype(np.float32) * 0.5
+    keys = sample_keys(1, "train", np.arange(4))
+    w = synapse_weights(net, 3.0)
+    quirk = EventPlasticSimulator(net, w, "stdp", "sample", reference_batch_quirk=True).run(probabilities, keys, steps=40)
+    assert np.any(quirk.weights != w, axis=1).tolist() == [True, False, False, False]
+    xla = PlasticSimulator(net, w, "stdp", "sample", reference_batch_quirk=True).run(probabilities, keys, steps=40)
+    np.testing.assert_array_equal(quirk.spikes, xla.spikes)
+
+
+def test_recorded_rows_and_astrocyte_trace_match_the_xla_engine(net):
+    probabilities = np.random.default_rng(5).random((5, net.n_input)).astype(np.float32) * 0.5
+    keys = sample_keys(3, "valid", np.arange(5))
+    w = synapse_weights(net, 3.0)
+    events = EventPlasticSimulator(net, w, "nalsm", "sample", SimParams(astro_w=0.015))
+    xla = PlasticSimulator(net, w, "nalsm", "sample", SimParams(astro_w=0.015))
+    a = events.run(probabilities, keys, steps=50, record_rows=[4, 1])
+    b = xla.run(probabilities, keys, steps=50, record_rows=[4, 1])
+    assert a.spikes.shape == (2, 50, net.n_neurons) and a.spikes.any()
+    np.testing.assert_array_equal(a.spikes, b.spikes)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_allclose(a.astro, b.astro, rtol=1e-5)
+    assert events.run(probabilities, keys, steps=50, record=False).spikes.shape == (0, 50, net.n_neurons)
+
+
+def test_threads_do_not_change_the_result(net):
+    probabilities = np.random.default_rng(6).random((6, net.n_input)).astype(np.float32) * 0.5
+    keys = sample_keys(0, "test", np.arange(6))
+    w = synapse_weights(net, 3.0)
+    one = EventLiquidSimulator(net, w, threads=1).run(probabilities, keys, steps=60, record_rows=[0, 5])
+    two = EventLiquidSimulator(net, w, threads=2).run(probabilities, keys, steps=60, record_rows=[0, 5])
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+
+
+def test_unequal_synaptic_time_constants_are_refused_with_the_way_out(net):
+    odd = Network(**{**{name: getattr(net, name) for name in ("W", "mask", "tau_v", "v_thresh", "bias", "t_refrac",
+                                                               "coords", "n_exc", "n_inh", "n_input", "meta")},
+                     "tau_syn": np.linspace(1.0, 2.0, net.n_neurons).astype(np.float32)})
+    with pytest.raises(ValueError, match="engine='xla'"):
+        liquid_simulator(odd, synapse_weights(odd, 1.0), engine="events")
+
+
+def test_engine_choice():
+    assert resolve_engine("xla") == "xla" and resolve_engine("events") == "events"
+    assert resolve_engine("auto", gpu=False) == "events" and resolve_engine("auto", gpu=True) == "xla"
+    with pytest.raises(ValueError, match="engine"):
+        resolve_engine("cuda")
+    with pytest.raises(ValueError, match="engine"):
+        simulate(Network.generate(dims=(2, 2, 2), n_input=3, seed=1), np.zeros((1, 3, 3)), engine="gpu")
