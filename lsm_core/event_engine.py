@@ -41,7 +41,7 @@ import numpy as np
 
 from lsm_core import plasticity as rules
 from lsm_core.config import PAPER
-from lsm_core.network import EXC, INH, Network
+from lsm_core.network import EXC, INH, INPUT, Network
 from lsm_core.randomness import _GOLDEN, _M1, _M2, _STEP_SALT
 
 RULE_CODES = {"static": 0, "stdp": 1, "nalsm": 2, "apstdp": 3}
@@ -56,25 +56,32 @@ _apstdp = nb.njit(inline="always")(rules.apstdp_change_one)
 # ----------------------------------------------------------------------------------------------
 
 class EventSynapses(NamedTuple):
-    """The synapses by presynaptic neuron (the engine's weight order) plus an index by postsynaptic one.
+    """Every synapse listed twice, by presynaptic and by postsynaptic neuron, both pointing into one
+    weight array per row (in `order`, see `build_synapses`).
 
-    pre_start int64 [N+1]: the synapses of presynaptic neuron j are pre_start[j]:pre_start[j+1] (engine
-    order); target int32 [n_syn]: the postsynaptic neuron of each synapse (engine order);
-    post_start int64 [N_res+1], post_synapse int64 [n_syn], post_pre int32 [n_syn]: the incoming
-    synapses of reservoir neuron i are post_synapse[post_start[i]:post_start[i+1]] (engine indices),
-    their presynaptic neurons post_pre[...].  A synapse's rule coefficients and bounds depend only on its
-    presynaptic neuron j: sign float32 [N] (+1 excitatory or input, -1 inhibitory) and lower, upper
-    float32 [N] (excitatory [0, w_max], inhibitory [-w_max, 0], input [-w_max, w_max]).
+    pre_start int64 [N+1]: the synapses of presynaptic neuron j are p = pre_start[j]:pre_start[j+1], with
+    postsynaptic neuron target[p] (int32) and weight index pre_weight[p] (int64);  post_segment int64
+    [N_res, 4]: the incoming synapses of reservoir neuron i are c = post_segment[i, 0]:post_segment[i, 3],
+    from excitatory neurons up to post_segment[i, 1], then from inhibitory ones up to post_segment[i, 2],
+    then from input neurons, with presynaptic neuron post_pre[c] (int32) and weight index post_weight[c]
+    (int64).  A synapse's rule coefficients and bounds depend only on its presynaptic neuron's class:
+    sign float32 [N] (+1 excitatory or input, -1 inhibitory), lower and upper float32 [N] (excitatory
+    [0, w_max], inhibitory [-w_max, 0], input [-w_max, w_max]); class_sign, class_lower, class_upper
+    float32 [3]: the same by class (exc, inh, input).
     """
 
     pre_start: np.ndarray
     target: np.ndarray
-    post_start: np.ndarray
-    post_synapse: np.ndarray
+    pre_weight: np.ndarray
+    post_segment: np.ndarray
     post_pre: np.ndarray
+    post_weight: np.ndarray
     sign: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
+    class_sign: np.ndarray
+    class_lower: np.ndarray
+    class_upper: np.ndarray
 
 
 class EventNeurons(NamedTuple):
@@ -106,23 +113,40 @@ class EventConstants(NamedTuple):
     trace_increment: np.float32
 
 
-def build_synapses(net: Network, w_max: float) -> tuple[EventSynapses, np.ndarray]:
-    """The engine's synapse tables and `order` int64 [n_syn]: engine index -> synapse-list index."""
+def build_synapses(net: Network, w_max: float, weight_order: str = "pre") -> tuple[EventSynapses, np.ndarray]:
+    """The engine's synapse tables and `order` int64 [n_syn]: weight index -> synapse-list index.
+
+    weight_order "pre": weights stored by presynaptic neuron, so that spike propagation streams through
+    them (fixed weights); "post": by postsynaptic neuron, the synapse list's own order, so that the
+    causal updates at a spiking neuron (the larger share of a learning step's work) stream through them.
+    """
     syn = net.synapses()                                      # synapse list, sorted by (post, pre)
-    order = np.lexsort((syn.post, syn.pre)).astype(np.int64)  # by (pre, post)
-    position = np.empty_like(order)
-    position[order] = np.arange(len(order))
+    by_pre = np.lexsort((syn.post, syn.pre)).astype(np.int64)  # list indices in (pre, post) order
+    position = np.empty_like(by_pre)
+    position[by_pre] = np.arange(len(by_pre))
+    if weight_order == "pre":
+        order, pre_weight, post_weight = by_pre, np.arange(len(by_pre)), position
+    elif weight_order == "post":
+        order, pre_weight, post_weight = np.arange(len(by_pre)), by_pre, np.arange(len(by_pre))
+    else:
+        raise ValueError(f"weight_order must be 'pre' or 'post', got {weight_order!r}")
     pre_start = np.zeros(net.n_neurons + 1, np.int64)
     pre_start[1:] = np.cumsum(np.bincount(syn.pre, minlength=net.n_neurons))
-    post_start = np.zeros(net.n_res + 1, np.int64)
-    post_start[1:] = np.cumsum(np.bincount(syn.post, minlength=net.n_res))
     neuron_class = np.asarray(net.neuron_class)
+    per_class = np.zeros((net.n_res, 3), np.int64)     # in-degree by presynaptic class (exc, inh, input)
+    np.add.at(per_class, (syn.post, np.asarray(syn.pre_class, np.int64)), 1)
+    start = np.concatenate([[0], np.cumsum(per_class.sum(axis=1))[:-1]])
+    post_segment = start[:, None] + np.concatenate([np.zeros((net.n_res, 1), np.int64),
+                                                    np.cumsum(per_class, axis=1)], axis=1)
     tables = EventSynapses(
-        pre_start=pre_start, target=np.ascontiguousarray(syn.post[order], np.int32),
-        post_start=post_start, post_synapse=position, post_pre=np.ascontiguousarray(syn.pre, np.int32),
+        pre_start=pre_start, target=np.ascontiguousarray(syn.post[by_pre], np.int32),
+        pre_weight=np.ascontiguousarray(pre_weight, np.int64), post_segment=post_segment,
+        post_pre=np.ascontiguousarray(syn.pre, np.int32), post_weight=np.ascontiguousarray(post_weight, np.int64),
         sign=np.where(neuron_class == INH, -1.0, 1.0).astype(np.float32),
         lower=np.where(neuron_class == EXC, 0.0, -w_max).astype(np.float32),
-        upper=np.where(neuron_class == INH, 0.0, w_max).astype(np.float32))
+        upper=np.where(neuron_class == INH, 0.0, w_max).astype(np.float32),
+        class_sign=np.array([1.0, -1.0, 1.0], np.float32), class_lower=np.array([0.0, -w_max, -w_max], np.float32),
+        class_upper=np.array([w_max, 0.0, w_max], np.float32))
     return tables, order
 
 
@@ -215,19 +239,22 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
     r: counts int32 [r, N_res]; out_raster[record_slot[r]] bool [T, N] where record_slot[r] >= 0;
     astro float32 [r, T] (A after each step).  `clip_first`: clip every weight at the first step.
     """
-    pre_start, target, post_start, post_synapse, post_pre = (syn.pre_start, syn.target, syn.post_start,
-                                                            syn.post_synapse, syn.post_pre)
+    pre_start, target, pre_weight = syn.pre_start, syn.target, syn.pre_weight
+    post_segment, post_pre, post_weight = syn.post_segment, syn.post_pre, syn.post_weight
+    class_sign, class_lower, class_upper = syn.class_sign, syn.class_lower, syn.class_upper
     pre_sign, pre_lower, pre_upper, kernel = syn.sign, syn.lower, syn.upper, neu.kernel
     tau_v, v_thresh, bias, t_refrac, cap = neu.tau_v, neu.v_thresh, neu.bias, neu.t_refrac, neu.since_spike_cap
     n = tau_v.shape[0]
-    n_res = post_start.shape[0] - 1
+    n_res = post_segment.shape[0]
+    track_sum = not sample_phase                 # several samples per stream: sum_j W_ij must follow the changes
     n_in = n - n_res
     plastic = rule != 0
     zero = np.float32(0.0)
     one = np.float32(1.0)
     membrane = np.empty(n, np.float32)
     refractory = np.empty(n, np.float32)
-    since = np.empty(n, np.int64)
+    since = np.empty(n, np.int64)                # s, ms since the last spike
+    drive = np.empty(n, np.float64)              # its kernel k = kernel[s]
     spiked = np.zeros(n, np.bool_)
     current = np.zeros(n, np.float32)
     spikers = np.empty(n, np.int64)
@@ -236,14 +263,15 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
     weight_sum = np.zeros(n_res, np.float64)     # sum_j W_ij, for the current at the start of a sample
     pixels = np.empty(n_in, np.int64)
     for j in range(n):
-        for q in range(pre_start[j], pre_start[j + 1]):
-            weight_sum[target[q]] += weights[q]
+        for p in range(pre_start[j], pre_start[j + 1]):
+            weight_sum[target[p]] += weights[pre_weight[p]]
 
     for r in range(first, stop):
         membrane[:] = zero
         refractory[:] = zero
         since[:] = neu.since_spike_init
         start_kernel = kernel[neu.since_spike_init]
+        drive[:] = start_kernel
         for i in range(n_res):
             synaptic[i] = start_kernel * weight_sum[i]
         lr = k.lr * learns[r]
@@ -282,57 +310,60 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
                     calcium[j] = calcium[j] - calcium[j] / k.calcium_tau + (one if spiked[j] else zero)
             if plastic:
                 change[:] = 0.0
-                if clip_first and r == first and t == 0:
-                    _clip_all(syn, neu, weights, since, change, weight_sum)
             # step 4 and the spikes' share of the current (with the weights before this step's change);
             # with them, step 8's anti-causal terms at the targets that did not spike
             for a in range(n_spikers):
                 j = spikers[a]
-                jump = kernel[0] - kernel[since[j]]
+                jump = kernel[0] - drive[j]
                 since[j] = 0
+                drive[j] = kernel[0]
                 sign, lower, upper = pre_sign[j], pre_lower[j], pre_upper[j]
-                for q in range(pre_start[j], pre_start[j + 1]):
-                    i = target[q]
+                for p in range(pre_start[j], pre_start[j + 1]):
+                    i = target[p]
+                    q = pre_weight[p]
                     old = weights[q]
                     synaptic[i] += old * jump
-                    if plastic and not spiked[i] and trace[i] != zero:
+                    if plastic and not spiked[i]:
                         new = min(max(old + _rule_change(rule, zero, trace[i], lr, astro, sign, calcium[i], k),
                                       lower), upper)
-                        if new != old:
-                            weights[q] = new
-                            moved = np.float64(new) - np.float64(old)
-                            change[i] += moved * kernel[0]
+                        weights[q] = new
+                        moved = np.float64(new) - np.float64(old)
+                        change[i] += moved * kernel[0]
+                        if track_sum:
                             weight_sum[i] += moved
             # step 8 at the reservoir neurons that spiked: causal terms (and both terms where the
             # presynaptic neuron spiked too), traces before their update
             if plastic:
+                if clip_first and r == first and t == 0:
+                    _clip_all(syn, weights, drive, change, weight_sum)
                 for a in range(n_res_spikes):
                     i = spikers[a]
+                    post_trace, post_calcium = trace[i], calcium[i]
                     moved_current = 0.0
                     moved_sum = 0.0
-                    for c in range(post_start[i], post_start[i + 1]):
-                        j = post_pre[c]
-                        anti = trace[i] if spiked[j] else zero
-                        if trace[j] == zero and anti == zero:
-                            continue
-                        q = post_synapse[c]
-                        old = weights[q]
-                        new = min(max(old + _rule_change(rule, trace[j], anti, lr, astro, pre_sign[j], calcium[i], k),
-                                      pre_lower[j]), pre_upper[j])
-                        if new != old:
+                    for cls in range(3):         # incoming synapses by presynaptic class: exc, inh, input
+                        sign, lower, upper = class_sign[cls], class_lower[cls], class_upper[cls]
+                        for c in range(post_segment[i, cls], post_segment[i, cls + 1]):
+                            j = post_pre[c]
+                            anti = post_trace if spiked[j] else zero
+                            q = post_weight[c]
+                            old = weights[q]
+                            new = min(max(old + _rule_change(rule, trace[j], anti, lr, astro, sign, post_calcium, k),
+                                          lower), upper)
                             weights[q] = new
                             moved = np.float64(new) - np.float64(old)
-                            moved_current += moved * kernel[since[j]]
+                            moved_current += moved * drive[j]
                             moved_sum += moved
                     change[i] += moved_current
-                    weight_sum[i] += moved_sum
+                    if track_sum:
+                        weight_sum[i] += moved_sum
                 # step 9: traces
                 for j in range(n):
                     trace[j] = k.trace_decay * ((k.trace_increment if spiked[j] else zero) + trace[j])
                 # step 10: astrocyte
                 if rule == 2:
-                    drive = np.float32(n_res_spikes) - np.float32(n_spikers - n_res_spikes)
-                    astro = astro + (astro_w * drive + astro_bias - astro) / k.astro_tau
+                    activity = np.float32(n_res_spikes) - np.float32(n_spikers - n_res_spikes)
+                    astro = astro + (astro_w * activity + astro_bias - astro) / k.astro_tau
                 # step 11: decays of the sample phase
                 if sample_phase and (rule == 1 or rule == 2):
                     lr = max(lr * k.lr_decay, zero)
@@ -359,6 +390,7 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
             # steps 6-7: time since spike, refractory counter
             for j in range(n):
                 since[j] = min(since[j] + 1, cap)
+                drive[j] = kernel[since[j]]
                 refractory[j] = t_refrac[j] if spiked[j] else refractory[j] - one
             out_astro[r, t] = astro
             # step 6 for the current: this step's weight changes join it, then every kernel decays by q
@@ -367,17 +399,18 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
 
 
 @nb.njit(inline="always")
-def _clip_all(syn, neu, weights, since, change, weight_sum):
+def _clip_all(syn, weights, drive, change, weight_sum):
     """Clip every weight into its class bounds, booking the changes into the current (first step)."""
     for j in range(syn.pre_start.shape[0] - 1):
-        for q in range(syn.pre_start[j], syn.pre_start[j + 1]):
+        for p in range(syn.pre_start[j], syn.pre_start[j + 1]):
+            q = syn.pre_weight[p]
             old = weights[q]
             new = min(max(old, syn.lower[j]), syn.upper[j])
             if new != old:
-                i = syn.target[q]
+                i = syn.target[p]
                 weights[q] = new
                 moved = np.float64(new) - np.float64(old)
-                change[i] += moved * neu.kernel[since[j]]
+                change[i] += moved * drive[j]
                 weight_sum[i] += moved
 
 
@@ -423,12 +456,12 @@ def _inputs_for_kernel(inputs, steps, n_input):
 class _EventEngine:
     """What both event-driven simulators share: the tables, the constants, thread settings."""
 
-    def __init__(self, net: Network, params, threads: Optional[int] = None):
+    def __init__(self, net: Network, params, threads: Optional[int] = None, weight_order: str = "pre"):
         from lsm_core.simulator import SimParams
 
         self.params = params if params is not None else SimParams()
         self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
-        self.synapses, self.order = build_synapses(net, self.params.w_max)
+        self.synapses, self.order = build_synapses(net, self.params.w_max, weight_order)
         self.neurons = build_neurons(net)
         self.constants = event_constants(self.params)
         self.threads = threads
@@ -496,7 +529,7 @@ class EventPlasticSimulator(_EventEngine):
                  reference_batch_quirk: bool = False, threads: Optional[int] = None):
         from lsm_core.simulator import check_plastic_settings
 
-        super().__init__(net, params, threads)
+        super().__init__(net, params, threads, weight_order="post")
         check_plastic_settings(rule, phase, self.params)
         self.rule, self.phase = rule, phase
         self.reference_batch_quirk = reference_batch_quirk and phase == "sample"
@@ -506,7 +539,8 @@ class EventPlasticSimulator(_EventEngine):
 
     def _outside_bounds(self, engine_weights) -> bool:
         s = self.synapses
-        pre = np.repeat(np.arange(self.n_neurons), np.diff(s.pre_start))
+        pre = np.empty(len(s.pre_weight), np.int64)       # presynaptic neuron of each weight
+        pre[s.pre_weight] = np.repeat(np.arange(self.n_neurons), np.diff(s.pre_start))
         return bool(np.any((engine_weights < s.lower[pre]) | (engine_weights > s.upper[pre])))
 
     def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None, record: bool = True,

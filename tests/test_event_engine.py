@@ -21,18 +21,27 @@ def net():
     return Network.generate(dims=(4, 4, 4), n_input=30, seed=4)
 
 
-def test_synapse_tables_list_every_synapse_once_by_pre_and_by_post(net):
-    tables, order = build_synapses(net, w_max=3.0)
+@pytest.mark.parametrize("weight_order", ["pre", "post"])
+def test_synapse_tables_list_every_synapse_once_by_pre_and_by_post(net, weight_order):
+    tables, order = build_synapses(net, w_max=3.0, weight_order=weight_order)
     syn = net.synapses()
     assert sorted(order.tolist()) == list(range(len(syn.post)))
     pre = np.repeat(np.arange(net.n_neurons), np.diff(tables.pre_start))
-    np.testing.assert_array_equal(pre, syn.pre[order])                 # grouped by presynaptic neuron
-    np.testing.assert_array_equal(tables.target, syn.post[order])
-    for i in range(net.n_res):                                          # the index by postsynaptic neuron
-        incoming = tables.post_synapse[tables.post_start[i]:tables.post_start[i + 1]]
-        np.testing.assert_array_equal(tables.target[incoming], i)
-        np.testing.assert_array_equal(pre[incoming], tables.post_pre[tables.post_start[i]:tables.post_start[i + 1]])
-    assert tables.post_start[-1] == len(syn.post)
+    assert sorted(tables.pre_weight.tolist()) == sorted(tables.post_weight.tolist()) == list(range(len(syn.post)))
+    np.testing.assert_array_equal(syn.pre[order[tables.pre_weight]], pre)          # grouped by presynaptic neuron
+    np.testing.assert_array_equal(syn.post[order[tables.pre_weight]], tables.target)
+    segment = tables.post_segment
+    np.testing.assert_array_equal(segment[1:, 0], segment[:-1, 3])                 # contiguous, in neuron order
+    post = np.repeat(np.arange(net.n_res), segment[:, 3] - segment[:, 0])
+    np.testing.assert_array_equal(syn.post[order[tables.post_weight]], post)       # grouped by postsynaptic one
+    np.testing.assert_array_equal(syn.pre[order[tables.post_weight]], tables.post_pre)
+    assert segment[0, 0] == 0 and segment[-1, 3] == tables.pre_start[-1] == len(syn.post)
+    pre_class = np.asarray(net.neuron_class)[tables.post_pre]
+    for cls in range(3):                                                            # exc, inh, input segments
+        inside = np.concatenate([np.arange(a, b) for a, b in zip(segment[:, cls], segment[:, cls + 1])])
+        assert (pre_class[inside] == cls).all()
+    if weight_order == "post":                                                      # the synapse list's order
+        np.testing.assert_array_equal(order, np.arange(len(syn.post)))
     classes = np.asarray(net.neuron_class)
     exc, inh = classes == 0, (classes != 0) & (np.arange(net.n_neurons) < net.n_res)
     assert (tables.lower[exc] == 0).all() and (tables.upper[inh] == 0).all()
