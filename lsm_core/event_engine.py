@@ -41,7 +41,7 @@ import numpy as np
 
 from lsm_core import plasticity as rules
 from lsm_core.config import PAPER
-from lsm_core.network import EXC, INH, INPUT, Network
+from lsm_core.network import EXC, INH, Network
 from lsm_core.randomness import _GOLDEN, _M1, _M2, _STEP_SALT
 
 RULE_CODES = {"static": 0, "stdp": 1, "nalsm": 2, "apstdp": 3}
@@ -414,7 +414,7 @@ def _clip_all(syn, weights, drive, change, weight_sum):
                 weight_sum[i] += moved
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn, neu, k, start_weights,
               start_trace, start_calcium, clip_first, record_slot, out_counts, out_raster, out_astro,
               out_weights, out_trace, out_calcium, order):

@@ -6,6 +6,9 @@ plasticity rules live in `plasticity.py`.  Then the plumbing: `LiquidSimulator` 
 shared by the batch: one dense matrix product per step) and `PlasticSimulator` (weights that learn,
 one copy per row) compose them into time loops that TensorFlow compiles (XLA) into single graphs, so
 nothing happens in Python per millisecond.  `simulate` is the small public entry point of SPEC 2.2.
+This is the "xla" engine, the one for GPUs; `event_engine.py` holds the "events" engine for CPUs, which
+simulates the same step touching only the synapses next to a spike.  `liquid_simulator` and
+`plastic_simulator` build either behind the same `run` interface.
 
 Shapes: B = batch rows, N = all neurons (reservoir then input), N_res = reservoir neurons,
 n_in = input neurons, T = steps (1 step = 1 ms).  Neuron order: excitatory, inhibitory, input.

@@ -88,6 +88,9 @@ def _prepare_process(settings: WorkerSettings, sweep_gpu: str) -> str:
     if settings.threads:
         for variable in THREAD_VARIABLES:
             os.environ[variable] = str(settings.threads)
+        if "numba" in sys.modules:      # already started: its pool keeps its size, use only part of it
+            import numba
+            numba.set_num_threads(min(settings.threads, numba.config.NUMBA_NUM_THREADS))
     if settings.gpu == ALLOCATED:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         ids = [part for part in visible.split(",") if part.strip() and part.strip() != "-1"]
