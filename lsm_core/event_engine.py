@@ -23,9 +23,15 @@ loops compiled by numba that visit only those synapses:
   and postsynaptic neurons both spiked are updated once, with both terms, as in the dense engine.  The
   rules are the scalar twins in `plasticity.py`.  Weights outside their class bounds at the start of a
   call (AP-STDP's magnitudes above w_max) are clipped once, at the first step, as the dense engine does.
-* **Layout.**  Synapses are stored by presynaptic neuron (CSR: spike propagation and anti-causal updates
-  stream through them); a second index lists them by postsynaptic neuron (causal updates).  Both share one
-  weight array per row.  Rows of a sample-phase batch are independent and run in parallel threads.
+* **Layout.**  Every synapse is listed by presynaptic neuron (spike propagation, anti-causal updates)
+  and by postsynaptic neuron (causal updates), both lists indexing one weight array per row.  Fixed
+  weights are stored in presynaptic order, so that propagation streams through them; learning weights in
+  postsynaptic order (the synapse list's own), so that the causal updates, the larger share of a
+  learning step, stream through them.  A neuron's incoming synapses come in three segments by
+  presynaptic class (excitatory, inhibitory, input), inside which a rule's coefficients and bounds are
+  constants.  Updates are branch-free: on these liquids a mispredicted branch costs more than the
+  arithmetic it would skip.  Rows of a sample-phase batch are independent and run in parallel threads;
+  the init phase, one stream, runs on one thread.
 
 Results agree with the XLA engine to rounding (the current is summed in a different order, in float64);
 state, weights and everything else are float32 computed with the same formulas in the same order.
