@@ -655,13 +655,23 @@ def resolve_engine(engine: str, gpu: Optional[bool] = None) -> str:
     return "xla" if gpu else "events"
 
 
+def _event_engine():
+    """The event-driven engine's module; a UserError naming the fix when numba is missing."""
+    try:
+        from lsm_core import event_engine
+    except ImportError as exc:
+        from lsm_core.errors import UserError
+        raise UserError(f"the event-driven engine needs numba, which cannot be imported ({exc}). Install the "
+                        f"requirements again (pip install -r requirements.txt) or choose --engine xla.") from None
+    return event_engine
+
+
 def liquid_simulator(net: Network, weights: np.ndarray, params: SimParams = SimParams(), engine: str = "xla",
                      devices: Optional[Sequence[str]] = None):
     """A fixed-weight simulator of `engine` ("xla": `LiquidSimulator`, "events": the event-driven one;
     the devices apply to XLA only).  Both have the same `run`."""
     if resolve_engine(engine) == "events":
-        from lsm_core.event_engine import EventLiquidSimulator
-        return EventLiquidSimulator(net, weights, params)
+        return _event_engine().EventLiquidSimulator(net, weights, params)
     return LiquidSimulator(net, weights, params, devices=devices)
 
 
@@ -670,8 +680,8 @@ def plastic_simulator(net: Network, weights: np.ndarray, rule: str, phase: str, 
                       devices: Optional[Sequence[str]] = None):
     """A learning simulator of `engine` (`PlasticSimulator` or the event-driven one); same `run`."""
     if resolve_engine(engine) == "events":
-        from lsm_core.event_engine import EventPlasticSimulator
-        return EventPlasticSimulator(net, weights, rule, phase, params, reference_batch_quirk=reference_batch_quirk)
+        return _event_engine().EventPlasticSimulator(net, weights, rule, phase, params,
+                                                     reference_batch_quirk=reference_batch_quirk)
     return PlasticSimulator(net, weights, rule, phase, params, reference_batch_quirk=reference_batch_quirk,
                             devices=devices)
 

@@ -148,3 +148,20 @@ def test_engine_choice():
         resolve_engine("cuda")
     with pytest.raises(ValueError, match="engine"):
         simulate(Network.generate(dims=(2, 2, 2), n_input=3, seed=1), np.zeros((1, 3, 3)), engine="gpu")
+
+
+def test_missing_numba_is_a_clear_error_naming_the_fix(net, monkeypatch):
+    import builtins
+
+    from lsm_core.errors import UserError
+
+    real_import = builtins.__import__
+
+    def no_event_engine(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "lsm_core" and fromlist and "event_engine" in fromlist:
+            raise ImportError("No module named 'numba'")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", no_event_engine)
+    with pytest.raises(UserError, match="numba.*--engine xla"):
+        liquid_simulator(net, synapse_weights(net, 1.0), engine="events")
