@@ -501,8 +501,10 @@ class EventLiquidSimulator(_EventEngine):
             record_rows=()) -> tuple[np.ndarray, np.ndarray]:
         """As `LiquidSimulator.run`: counts int32 [B, N_res] and rasters bool [len(record_rows), T, N]."""
         event_mode, probabilities, events, steps = _inputs_for_kernel(inputs, steps, self.n_input)
+        from lsm_core.simulator import _record_rows
+
         keys = np.asarray(keys, np.uint32).reshape(-1)
-        record_rows = np.asarray(record_rows, np.int64).reshape(-1)
+        record_rows = _record_rows(record_rows, False, len(keys))
         out = _outputs(len(keys), steps, self.n_neurons, self.n_res, record_rows)
         self._threads()
         zeros = np.zeros(self.n_neurons, np.float32)
@@ -513,10 +515,8 @@ class EventLiquidSimulator(_EventEngine):
         return out["counts"], out["raster"]
 
 
-def _outputs(rows: int, steps: int, n_neurons: int, n_res: int, record_rows) -> dict:
-    record_rows = np.asarray(record_rows, np.int64).reshape(-1)
-    if len(record_rows) and (record_rows.min() < 0 or record_rows.max() >= rows):
-        raise ValueError(f"record rows must lie in [0, {rows}), got {record_rows.tolist()}")
+def _outputs(rows: int, steps: int, n_neurons: int, n_res: int, record_rows: np.ndarray) -> dict:
+    """The kernels' output arrays; `record_rows` already checked (`simulator._record_rows`)."""
     slot = np.full(rows, -1, np.int64)
     slot[record_rows] = np.arange(len(record_rows))
     return dict(slot=slot, counts=np.zeros((rows, n_res), np.int32),
@@ -542,26 +542,26 @@ class EventPlasticSimulator(_EventEngine):
         self.weights = np.asarray(weights, np.float32).reshape(-1)
         if self.weights.shape != self.order.shape:
             raise ValueError(f"weights must have shape [n_syn] = [{len(self.order)}], got {self.weights.shape}")
+        s = self.synapses
+        pre = np.empty(len(s.pre_weight), np.int64)       # presynaptic neuron of each weight (engine order)
+        pre[s.pre_weight] = np.repeat(np.arange(self.n_neurons), np.diff(s.pre_start))
+        self._bounds = (s.lower[pre], s.upper[pre])
 
     def _outside_bounds(self, engine_weights) -> bool:
-        s = self.synapses
-        pre = np.empty(len(s.pre_weight), np.int64)       # presynaptic neuron of each weight
-        pre[s.pre_weight] = np.repeat(np.arange(self.n_neurons), np.diff(s.pre_start))
-        return bool(np.any((engine_weights < s.lower[pre]) | (engine_weights > s.upper[pre])))
+        lower, upper = self._bounds
+        return bool(np.any((engine_weights < lower) | (engine_weights > upper)))
 
     def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None, record: bool = True,
             start=None, record_rows=None):
         """As `PlasticSimulator.run`; `record_rows` (optional) records only those rows, and `spikes`
         then holds them in that order."""
-        from lsm_core.simulator import PlasticRun, _record_rows
+        from lsm_core.simulator import PlasticRun, _record_rows, learning_rows
 
         event_mode, probabilities, events, steps = _inputs_for_kernel(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)
         rows = len(keys)
         record_rows = _record_rows(record_rows, record, rows)
-        learns = np.ones(rows, np.float32)
-        if self.reference_batch_quirk:
-            learns[1:] = 0.0
+        learns = learning_rows(rows, self.reference_batch_quirk)
         if start is None:
             weights = self.weights
             trace = calcium = np.zeros(self.n_neurons, np.float32)

@@ -443,17 +443,6 @@ class PlasticSimulator:
         self._pixel_codes = tf.constant(pixel_codes_np(net.n_input))
         self._loop = tf.function(self._time_loop, jit_compile=jit)   # static shapes: one trace per size
 
-    def _learning_rows(self, rows: int) -> np.ndarray:
-        """float32 [rows]: 1 for the rows that learn, 0 for those that keep their starting weights.
-
-        Computed for the whole batch and sliced with its rows, so that a batch split over devices
-        learns in exactly the rows the unsplit batch does (the quirk: global row 0 only).
-        """
-        learns = np.ones(rows, np.float32)
-        if self.reference_batch_quirk:
-            learns[1:] = 0.0
-        return learns
-
     def _fresh_rates(self, learns):
         """Learning rate and astrocyte at the start of every sample, each [B, 1, 1] (broadcasts
         against [B, n, D]): eta0 (0 in rows with learns [B] = 0), A = eta0, w_A, b_A."""
@@ -508,7 +497,7 @@ class PlasticSimulator:
 
     def _time_loop(self, inputs, keys, learns, weights, trace, calcium, table: _TableConstants, steps: int,
                    event_mode: bool, record: bool):
-        """learns float32 [rows]: 1 where the row learns (see `_learning_rows`); weights: one [1, n, D]
+        """learns float32 [rows]: 1 where the row learns (see `learning_rows`); weights: one [1, n, D]
         tensor per group; trace and calcium [1, N]: the start, shared by all rows; table: this device's.
 
         The loop carries this step's spikes and kernels, computed at the end of the previous
@@ -578,7 +567,7 @@ class PlasticSimulator:
         keys = np.asarray(keys, np.uint32).reshape(-1)
         record_rows = _record_rows(record_rows, record, len(keys))
         record = len(record_rows) > 0
-        learns = self._learning_rows(len(keys))
+        learns = learning_rows(len(keys), self.reference_batch_quirk)
         if start is None:
             zeros = np.zeros((1, self.n_neurons), np.float32)
             start = StreamCarry(self.weights[np.newaxis], zeros, zeros)
@@ -597,6 +586,17 @@ class PlasticSimulator:
         parts = _over_devices(self.devices, len(keys), run_part)
         run = parts[0] if len(parts) == 1 else PlasticRun(*(np.concatenate(field) for field in zip(*parts)))
         return run._replace(spikes=run.spikes[record_rows])
+
+
+def learning_rows(rows: int, reference_batch_quirk: bool) -> np.ndarray:
+    """float32 [rows]: 1 for the rows of a sample-phase batch that learn, 0 for those that keep their
+    starting weights (the reference batch quirk: row 0 only).  Computed for the whole batch (and sliced
+    with its rows), so that a batch split over devices learns in exactly the rows of the unsplit batch.
+    """
+    learns = np.ones(rows, np.float32)
+    if reference_batch_quirk:
+        learns[1:] = 0.0
+    return learns
 
 
 def _record_rows(record_rows, record: bool, rows: int) -> np.ndarray:
