@@ -65,12 +65,13 @@ class EventSynapses(NamedTuple):
     """Every synapse listed twice, by presynaptic and by postsynaptic neuron, both pointing into one
     weight array per row (in `order`, see `build_synapses`).
 
-    pre_start int64 [N+1]: the synapses of presynaptic neuron j are p = pre_start[j]:pre_start[j+1], with
-    postsynaptic neuron target[p] (int32) and weight index pre_weight[p] (int64);  post_segment int64
+    pre_start uint64 [N+1]: the synapses of presynaptic neuron j are p = pre_start[j]:pre_start[j+1], with
+    postsynaptic neuron target[p] (uint32) and weight index pre_weight[p] (uint32);  post_segment uint64
     [N_res, 4]: the incoming synapses of reservoir neuron i are c = post_segment[i, 0]:post_segment[i, 3],
     from excitatory neurons up to post_segment[i, 1], then from inhibitory ones up to post_segment[i, 2],
-    then from input neurons, with presynaptic neuron post_pre[c] (int32) and weight index post_weight[c]
-    (int64).  A synapse's rule coefficients and bounds depend only on its presynaptic neuron's class:
+    then from input neurons, with presynaptic neuron post_pre[c] (uint32) and weight index post_weight[c]
+    (int64; c itself in "post" weight order, the only order in which the loops learn).  Indices are
+    unsigned so that the compiled loops skip Python's negative-index wraparound.  A synapse's rule coefficients and bounds depend only on its presynaptic neuron's class:
     sign float32 [N] (+1 excitatory or input, -1 inhibitory), lower and upper float32 [N] (excitatory
     [0, w_max], inhibitory [-w_max, 0], input [-w_max, w_max]); class_sign, class_lower, class_upper
     float32 [3]: the same by class (exc, inh, input).
@@ -145,9 +146,9 @@ def build_synapses(net: Network, w_max: float, weight_order: str = "pre") -> tup
     post_segment = start[:, None] + np.concatenate([np.zeros((net.n_res, 1), np.int64),
                                                     np.cumsum(per_class, axis=1)], axis=1)
     tables = EventSynapses(
-        pre_start=pre_start, target=np.ascontiguousarray(syn.post[by_pre], np.int32),
-        pre_weight=np.ascontiguousarray(pre_weight, np.int64), post_segment=post_segment,
-        post_pre=np.ascontiguousarray(syn.pre, np.int32), post_weight=np.ascontiguousarray(post_weight, np.int64),
+        pre_start=pre_start.astype(np.uint64), target=np.ascontiguousarray(syn.post[by_pre], np.uint32),
+        pre_weight=np.ascontiguousarray(pre_weight, np.uint32), post_segment=post_segment.astype(np.uint64),
+        post_pre=np.ascontiguousarray(syn.pre, np.uint32), post_weight=np.ascontiguousarray(post_weight, np.int64),
         sign=np.where(neuron_class == INH, -1.0, 1.0).astype(np.float32),
         lower=np.where(neuron_class == EXC, 0.0, -w_max).astype(np.float32),
         upper=np.where(neuron_class == INH, 0.0, w_max).astype(np.float32),
@@ -246,7 +247,7 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
     astro float32 [r, T] (A after each step).  `clip_first`: clip every weight at the first step.
     """
     pre_start, target, pre_weight = syn.pre_start, syn.target, syn.pre_weight
-    post_segment, post_pre, post_weight = syn.post_segment, syn.post_pre, syn.post_weight
+    post_segment, post_pre = syn.post_segment, syn.post_pre
     class_sign, class_lower, class_upper = syn.class_sign, syn.class_lower, syn.class_upper
     pre_sign, pre_lower, pre_upper, kernel = syn.sign, syn.lower, syn.upper, neu.kernel
     tau_v, v_thresh, bias, t_refrac, cap = neu.tau_v, neu.v_thresh, neu.bias, neu.t_refrac, neu.since_spike_cap
@@ -259,8 +260,7 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
     one = np.float32(1.0)
     membrane = np.empty(n, np.float32)
     refractory = np.empty(n, np.float32)
-    since = np.empty(n, np.int64)                # s, ms since the last spike
-    drive = np.empty(n, np.float64)              # its kernel k = kernel[s]
+    since = np.empty(n, np.int64)                # s, ms since the last spike; its kernel is kernel[s]
     spiked = np.zeros(n, np.bool_)
     current = np.zeros(n, np.float32)
     spikers = np.empty(n, np.int64)
@@ -277,7 +277,6 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
         refractory[:] = zero
         since[:] = neu.since_spike_init
         start_kernel = kernel[neu.since_spike_init]
-        drive[:] = start_kernel
         for i in range(n_res):
             synaptic[i] = start_kernel * weight_sum[i]
         lr = k.lr * learns[r]
@@ -320,9 +319,8 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
             # with them, step 8's anti-causal terms at the targets that did not spike
             for a in range(n_spikers):
                 j = spikers[a]
-                jump = kernel[0] - drive[j]
+                jump = kernel[0] - kernel[since[j]]
                 since[j] = 0
-                drive[j] = kernel[0]
                 sign, lower, upper = pre_sign[j], pre_lower[j], pre_upper[j]
                 for p in range(pre_start[j], pre_start[j + 1]):
                     i = target[p]
@@ -341,7 +339,7 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
             # presynaptic neuron spiked too), traces before their update
             if plastic:
                 if clip_first and r == first and t == 0:
-                    _clip_all(syn, weights, drive, change, weight_sum)
+                    _clip_all(syn, weights, kernel, since, change, weight_sum)
                 for a in range(n_res_spikes):
                     i = spikers[a]
                     post_trace, post_calcium = trace[i], calcium[i]
@@ -352,13 +350,12 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
                         for c in range(post_segment[i, cls], post_segment[i, cls + 1]):
                             j = post_pre[c]
                             anti = post_trace if spiked[j] else zero
-                            q = post_weight[c]
-                            old = weights[q]
+                            old = weights[c]          # "post" weight order: weight c is synapse c
                             new = min(max(old + _rule_change(rule, trace[j], anti, lr, astro, sign, post_calcium, k),
                                           lower), upper)
-                            weights[q] = new
+                            weights[c] = new
                             moved = np.float64(new) - np.float64(old)
-                            moved_current += moved * drive[j]
+                            moved_current += moved * kernel[since[j]]
                             moved_sum += moved
                     change[i] += moved_current
                     if track_sum:
@@ -396,7 +393,6 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
             # steps 6-7: time since spike, refractory counter
             for j in range(n):
                 since[j] = min(since[j] + 1, cap)
-                drive[j] = kernel[since[j]]
                 refractory[j] = t_refrac[j] if spiked[j] else refractory[j] - one
             out_astro[r, t] = astro
             # step 6 for the current: this step's weight changes join it, then every kernel decays by q
@@ -405,7 +401,7 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
 
 
 @nb.njit(inline="always")
-def _clip_all(syn, weights, drive, change, weight_sum):
+def _clip_all(syn, weights, kernel, since, change, weight_sum):
     """Clip every weight into its class bounds, booking the changes into the current (first step)."""
     for j in range(syn.pre_start.shape[0] - 1):
         for p in range(syn.pre_start[j], syn.pre_start[j + 1]):
@@ -416,7 +412,7 @@ def _clip_all(syn, weights, drive, change, weight_sum):
                 i = syn.target[p]
                 weights[q] = new
                 moved = np.float64(new) - np.float64(old)
-                change[i] += moved * drive[j]
+                change[i] += moved * kernel[since[j]]
                 weight_sum[i] += moved
 
 
@@ -544,7 +540,7 @@ class EventPlasticSimulator(_EventEngine):
             raise ValueError(f"weights must have shape [n_syn] = [{len(self.order)}], got {self.weights.shape}")
         s = self.synapses
         pre = np.empty(len(s.pre_weight), np.int64)       # presynaptic neuron of each weight (engine order)
-        pre[s.pre_weight] = np.repeat(np.arange(self.n_neurons), np.diff(s.pre_start))
+        pre[s.pre_weight] = np.repeat(np.arange(self.n_neurons), np.diff(s.pre_start).astype(np.int64))
         self._bounds = (s.lower[pre], s.upper[pre])
 
     def _outside_bounds(self, engine_weights) -> bool:

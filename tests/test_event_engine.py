@@ -26,11 +26,11 @@ def test_synapse_tables_list_every_synapse_once_by_pre_and_by_post(net, weight_o
     tables, order = build_synapses(net, w_max=3.0, weight_order=weight_order)
     syn = net.synapses()
     assert sorted(order.tolist()) == list(range(len(syn.post)))
-    pre = np.repeat(np.arange(net.n_neurons), np.diff(tables.pre_start))
+    pre = np.repeat(np.arange(net.n_neurons), np.diff(tables.pre_start).astype(np.int64))
     assert sorted(tables.pre_weight.tolist()) == sorted(tables.post_weight.tolist()) == list(range(len(syn.post)))
     np.testing.assert_array_equal(syn.pre[order[tables.pre_weight]], pre)          # grouped by presynaptic neuron
     np.testing.assert_array_equal(syn.post[order[tables.pre_weight]], tables.target)
-    segment = tables.post_segment
+    segment = tables.post_segment.astype(np.int64)
     np.testing.assert_array_equal(segment[1:, 0], segment[:-1, 3])                 # contiguous, in neuron order
     post = np.repeat(np.arange(net.n_res), segment[:, 3] - segment[:, 0])
     np.testing.assert_array_equal(syn.post[order[tables.post_weight]], post)       # grouped by postsynaptic one
@@ -40,8 +40,11 @@ def test_synapse_tables_list_every_synapse_once_by_pre_and_by_post(net, weight_o
     for cls in range(3):                                                            # exc, inh, input segments
         inside = np.concatenate([np.arange(a, b) for a, b in zip(segment[:, cls], segment[:, cls + 1])])
         assert (pre_class[inside] == cls).all()
-    if weight_order == "post":                                                      # the synapse list's order
+    if weight_order == "post":              # the synapse list's order: the learning loops index weight c by c
         np.testing.assert_array_equal(order, np.arange(len(syn.post)))
+        np.testing.assert_array_equal(tables.post_weight, np.arange(len(syn.post)))
+    for index in (tables.pre_start, tables.target, tables.pre_weight, tables.post_segment, tables.post_pre):
+        assert index.dtype.kind == "u"      # unsigned: the compiled loops skip negative-index wraparound
     classes = np.asarray(net.neuron_class)
     exc, inh = classes == 0, (classes != 0) & (np.arange(net.n_neurons) < net.n_res)
     assert (tables.lower[exc] == 0).all() and (tables.upper[inh] == 0).all()
