@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 from lsm_core.config import DATASETS, ENGINES, MODELS, PAPER, RunConfig
-from lsm_core.errors import UserError
+from lsm_core.errors import Terminated, UserError, interruption
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED_MAX = 2 ** 31 - 1
@@ -181,27 +181,36 @@ def run_config_from(model: str, dataset: str, args: argparse.Namespace, answers,
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Within the block, SIGTERM (a scheduler's time limit, `kill`) raises KeyboardInterrupt like Ctrl-C,
-    so the run stops cleanly: its lock is given back and its saved work stays resumable."""
+def signals_stop_cleanly():
+    """Within the block, Ctrl-C (SIGINT) and SIGTERM (a scheduler's time limit, `kill`) stop the work in
+    hand cleanly: the first one raises KeyboardInterrupt (`Terminated` for SIGTERM), so the run logs where
+    it stopped, gives its lock back and stays resumable.  A second one, while that is going on, exits at
+    once (status 130 or 143)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+    def exit_now(signum, frame):
+        os.write(2, b"\nstopped at once\n")
+        os._exit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGINT, exit_now)
+        signal.signal(signal.SIGTERM, exit_now)
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run_script(model_name: str, dataset_name: str, argv=None) -> int:
     """Parse options, ask the prompts, choose the devices, run the pipeline; return the exit status.
 
-    A UserError anywhere prints "error: ..." on stderr and returns 2; Ctrl-C returns 130.
+    A UserError anywhere prints "error: ..." on stderr and returns 2; Ctrl-C returns 130, SIGTERM 143.
     """
     try:
         args = build_parser(model_name, dataset_name).parse_args(argv)
@@ -225,7 +234,7 @@ def run_script(model_name: str, dataset_name: str, argv=None) -> int:
         config = run_config_from(model_name, dataset_name, args, answers, seed)
         from lsm_core import pipeline  # imports TensorFlow: only after apply_gpu_choice
         started = True
-        with sigterm_as_interrupt():
+        with signals_stop_cleanly():
             pipeline.run(config)
     except UserError as exc:
         print(format_user_error(exc), file=sys.stderr, flush=True)
@@ -237,12 +246,13 @@ def run_script(model_name: str, dataset_name: str, argv=None) -> int:
             f"space, permissions) and re-run the same command: finished blocks and readout epochs are kept "
             f"and the run resumes.")), file=sys.stderr, flush=True)
         return 2
-    except KeyboardInterrupt:
-        if started:
-            message = ("Interrupted. Everything finished so far is saved; re-running the same "
-                       "command with the same answers resumes the run.")
+    except KeyboardInterrupt as exc:
+        name, status = interruption(exc)
+        if started:           # the pipeline says where it stopped (also in run.log)
+            where = getattr(exc, "where", None) or f"interrupted by {name}; re-run the same command to resume"
+            message = f"{where}. Everything finished so far is saved."
         else:
-            message = "Interrupted before the run started; nothing was written."
+            message = f"Interrupted by {name} before the run started; nothing was written."
         print("\n" + textwrap.fill(message, width=100), file=sys.stderr, flush=True)
-        return 130
+        return status
     return 0

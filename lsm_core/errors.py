@@ -9,3 +9,15 @@ class UserError(Exception):
     """A problem the user caused and can fix (bad answer, missing data, unwritable folder...)."""
 
     exit_status = 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, `kill`): raised where Ctrl-C raises KeyboardInterrupt, so that a
+    run stops the same clean way.  Exit status 143 (128 + 15) instead of Ctrl-C's 130."""
+
+    exit_status = 143
+
+
+def interruption(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """(signal name, exit status) of an interruption: ("SIGTERM", 143) or ("SIGINT", 130)."""
+    return ("SIGTERM", 143) if isinstance(exc, Terminated) else ("SIGINT", 130)

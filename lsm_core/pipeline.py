@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from lsm_core import plots
 from lsm_core.config import PAPER, RunConfig
-from lsm_core.errors import UserError
+from lsm_core.errors import UserError, interruption
 from lsm_core.network import (
     EXC,
     INH,
@@ -52,20 +54,42 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, lock: RunLo
     if lock is None:
         with RunLock(run_folder_path(config.version, config.output_root or None)) as own_lock:
             return run(config, log, own_lock)
+    position = Position()
+    try:
+        return _run(config, log, lock, position)
+    except KeyboardInterrupt as exc:          # Ctrl-C or SIGTERM (cli.signals_stop_cleanly): say where
+        exc.where = f"interrupted by {interruption(exc)[0]} at {position.at}; re-run the same command to resume"
+        if position.run_log is not None:
+            RunLog(position.run_log, echo=False)(exc.where)
+        raise
+
+
+class Position:
+    """Where a run is, for the message of an interruption: `at` ("spike counts, train block 3 of 40")
+    and run.log once the run folder is open."""
+
+    def __init__(self):
+        self.at = "start-up (loading the data and the liquid)"
+        self.run_log: Optional[Path] = None
+
+
+def _run(config: RunConfig, log, lock: RunLock, position: Position) -> dict:
     started = time.perf_counter()
     config = settle_engine(config)
     model = config.model_spec
     splits, data = _load_splits(config, log or print)   # missing data stops the run before anything is written
     net, folder, log, devices = _open_run(config, log, data, lock)
+    position.run_log = folder.file("run.log")
     timings = folder.read_json("timings.json", default={}) or {}
     w_start = start_weights(config, net)
     if model.has_init_phase:
-        w_ini = _init_phase(config, folder, net, w_start, splits["init_pool"], timings, log)
+        w_ini = _init_phase(config, folder, net, w_start, splits["init_pool"], timings, log, position)
     else:
         w_ini = w_start
         _save_weights(folder, "W_INI.npz", net, w_ini)
-    counts = _spike_count_phase(config, folder, net, w_ini, splits, timings, log, compute_devices(config))
-    summary = _readout_phase(config, folder, counts, timings, log)
+    counts = _spike_count_phase(config, folder, net, w_ini, splits, timings, log, compute_devices(config), position)
+    summary = _readout_phase(config, folder, counts, timings, log, position)
+    position.at = "the plots"
     _plots(config, folder, net, w_start, w_ini, log)
     summary.update(model=model.name, dataset=config.dataset, dataset_title=config.dataset_title,
                    dataset_simulated=config.dataset_simulated, version=config.version,
@@ -205,7 +229,7 @@ def _save_weights(folder: RunFolder, name: str, net: Network, weights) -> None:
 INIT_CHUNK = 250          # snapshots per compiled call and per checkpoint (5000 ms of the stream)
 
 
-def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log) -> np.ndarray:
+def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log, position=None) -> np.ndarray:
     """One stream of `init_samples` shuffled training samples, 20 ms each, batch 1 (SPEC 3.7 step 1);
     checkpointed every chunk so that an interrupted init resumes.  Returns W_INI [n_syn]."""
     if folder.file("W_INI.npz").exists():
@@ -224,8 +248,10 @@ def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log) -> 
     log(f"init phase: {rule} over {config.init_samples} shuffled training samples x {duration} ms, batch 1"
         + (f" (resuming after {done})" if done else ""))
     simulator = plastic_simulator(net, w_start, rule, "init", _sim_params(config), engine=config.engine)
+    position = position or Position()
     with progress_bar(config.init_samples, "init phase", "sample", initial=done) as bar:
         while done < config.init_samples:
+            position.at = f"the init phase, {done} of {config.init_samples} samples done"
             start_time = time.perf_counter()
             stream = np.arange(done, min(done + INIT_CHUNK, config.init_samples))
             run = simulator.run(pool.inputs(order[stream], duration, starts[stream]),
@@ -266,10 +292,12 @@ def compute_devices(config: RunConfig):
     return gpus if config.gpu != "cpu" and len(gpus) > 1 else None
 
 
-def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings, log, devices=None) -> dict:
+def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings, log, devices=None,
+                       position=None) -> dict:
     """Simulate every split block by block; returns {split: {"counts", "labels"}}."""
     batch, per_block = config.batch_size, config.batches_per_block
     block_size = batch * per_block
+    position = position or Position()
     todo = {s: [b for b in range(config.split_sizes[s] // block_size) if not folder.has_block(s, b)]
             for s in SPLIT_ORDER if not folder.counts_file(s).exists()}
     remaining = sum(len(blocks) for blocks in todo.values()) * block_size
@@ -286,6 +314,8 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
             for split, blocks in todo.items():
                 data = splits[split]
                 for block in blocks:
+                    n_blocks = config.split_sizes[split] // block_size
+                    position.at = f"the spike counts, {split} block {block + 1} of {n_blocks}"
                     start_time = time.perf_counter()
                     block_counts, rasters, raster_index, astro = [], [], [], []
                     for b in range(per_block):
@@ -389,7 +419,7 @@ def _add_time(folder: RunFolder, timings: dict, key: str, seconds: float) -> Non
 # Phase: readout
 # ----------------------------------------------------------------------------------------------
 
-def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) -> dict:
+def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log, position=None) -> dict:
     from lsm_core.readout import (
         ReadoutState,
         best_epoch,
@@ -409,6 +439,8 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) 
             log("readout: history.csv does not match the saved readout state; training the readout again.")
             state, history = None, []
     start_epoch = state.epoch if state else 0
+    position = position or Position()
+    position.at = f"the readout, {start_epoch} of {config.readout_epochs} epochs done"
     if start_epoch < config.readout_epochs:
         log(f"readout: epochs {start_epoch + 1}..{config.readout_epochs} (Adadelta, batch {config.batch_size})")
         with progress_bar(config.readout_epochs, "readout", "epoch", initial=start_epoch) as bar:
@@ -418,6 +450,7 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log) 
                 history.extend(rows)
                 folder.write_text("history.csv", history_to_csv(history))   # history first, then state:
                 new_state.save(state_path)                                    # a resume truncates history
+                position.at = f"the readout, {new_state.epoch} of {config.readout_epochs} epochs done"
                 _add_time(folder, timings, "readout", time.perf_counter() - last[0])
                 last[0] = time.perf_counter()
                 last_row = rows[-1]

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
-from lsm_core.errors import UserError
+from lsm_core.errors import UserError, interruption
 from lsm_core.runfolder import REPO_ROOT, run_folder_path
 from lsm_core.runlock import STALE_AFTER_S, RunLock, folder_owner
 from lsm_core.storage import read_json_file
@@ -113,8 +113,9 @@ def _prepare_process(settings: WorkerSettings, sweep_gpu: str) -> str:
 
 def work(settings: WorkerSettings, say=print) -> int:
     """Claim and run the sweep's unfinished runs until none is left.  Returns 0 when every run this worker
-    tried finished, 1 when some failed (their messages are in the output), 130 when interrupted."""
-    from lsm_core.cli import format_user_error, sigterm_as_interrupt
+    tried finished, 1 when some failed (their messages are in the output), 130 (Ctrl-C) or 143 (SIGTERM)
+    when interrupted."""
+    from lsm_core.cli import format_user_error, signals_stop_cleanly
 
     sweep = load_sweep(settings.sweep_file, settings.paths)
     write_manifest(sweep, settings.paths, say)
@@ -127,7 +128,7 @@ def work(settings: WorkerSettings, say=print) -> int:
 
     me = settings.name or f"worker {os.getpid()}"
     tried, failed = set(), {}
-    with sigterm_as_interrupt():
+    with signals_stop_cleanly():
         try:
             while True:
                 pending = [run for run in book.pending() if run.version not in tried]
@@ -153,9 +154,11 @@ def work(settings: WorkerSettings, say=print) -> int:
                     say(f"[{me}] FAILED {run.label}: a file could not be read or written: {failed[run.version]}")
                 finally:
                     lock.release()
-        except KeyboardInterrupt:
-            say(f"[{me}] interrupted; everything finished so far is saved, and re-running the sweep resumes it")
-            return 130
+        except KeyboardInterrupt as exc:
+            name, status = interruption(exc)
+            say(f"[{me}] interrupted by {name}; everything finished so far is saved, and re-running the sweep "
+                f"resumes it")
+            return status
     done = sum(book.complete(run) for run in sweep.runs)
     say(f"[{me}] sweep {sweep.name}: {done} of {len(sweep.runs)} runs complete"
         + (f"; {len(failed)} failed here: " + ", ".join(f"ver_{v}" for v in failed) if failed else ""))

@@ -3,6 +3,7 @@ happy path with a fake pipeline (the real end-to-end run is tested elsewhere).""
 import io
 import json
 import subprocess
+import textwrap
 import sys
 import types
 from pathlib import Path
@@ -15,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 import lsm_core
 from lsm_core.cli import build_parser, format_user_error, run_script, script_name
 from lsm_core.config import PAPER, RunConfig
-from lsm_core.errors import UserError
+from lsm_core.errors import Terminated, UserError
 
 
 def run_cli(model, answers, *options, extra=""):
@@ -206,11 +207,15 @@ def test_pipeline_user_error_and_interrupt(fake_pipeline, monkeypatch, capsys):
     def interrupt(config, log=None):
         raise KeyboardInterrupt
 
+    def terminate(config, log=None):
+        raise Terminated
+
     def disk_full(config, log=None):
         raise OSError(28, "No space left on device", "/data/ver_1/blocks/train_block_00003.npz")
 
     for run, status, fragment in [(fail, 2, "error: datasets/mnist.npz is missing"),
-                                  (interrupt, 130, "re-running the same command"),
+                                  (interrupt, 130, "interrupted by SIGINT; re-run the same command to resume"),
+                                  (terminate, 143, "interrupted by SIGTERM; re-run the same command to resume"),
                                   (disk_full, 2, ("(/data/ver_1/blocks/train_block_00003.npz): No space left on "
                                                   "device. Fix the cause"))]:
         monkeypatch.setattr(fake_pipeline, "run", run)
@@ -266,3 +271,24 @@ def test_nmnist_help_explains_where_the_recordings_come_from():
     assert "datasets fetch nmnist" in help_text and "nmnist_simulated/" in help_text
     with pytest.raises(SystemExit):
         build_parser("LSM", "nmnist").parse_args(["--duration-ms", "301"])        # a recording is 300 ms
+
+
+def test_first_signal_interrupts_cleanly_and_a_second_one_stops_at_once():
+    code = textwrap.dedent("""
+        import os, signal, sys
+        from lsm_core.cli import signals_stop_cleanly
+        from lsm_core.errors import Terminated
+        with signals_stop_cleanly():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            except Terminated:
+                print("first: Terminated", flush=True)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)     # while the first one is being handled
+            except KeyboardInterrupt:
+                print("second: KeyboardInterrupt (should not happen)", flush=True)
+            print("still running (should not happen)", flush=True)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout == "first: Terminated\n"
+    assert result.returncode == 130 and "stopped at once" in result.stderr and "Traceback" not in result.stderr

@@ -245,6 +245,39 @@ def test_script_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
             np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_sigterm_mid_run_says_where_and_exits_143_then_resumes(tmp_path):
+    """SIGTERM (a scheduler's time limit) while blocks are being written: one line on stderr and in run.log
+    naming the signal and the block, exit status 143, no traceback; the same command then finishes."""
+    import os
+    import signal
+    import time
+
+    args = [sys.executable, str(REPO / "LSM_RUN_MAIN_SIM_MNIST.py"), "--train-samples", "60", "--valid-samples",
+            "20", "--test-samples", "20", "--readout-epochs", "5", "--duration-ms", "120", "--dims", "4x4x4",
+            "--seed", "3", "--output-root", str(tmp_path / "td"), "--networks-dir", str(tmp_path / "nets")]
+    blocks = tmp_path / "td" / "ver_1" / "blocks"
+    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=tmp_path)
+    process.stdin.write("cpu\n1\n1\n10\n1\n2.0\n")
+    process.stdin.flush()
+    deadline = time.time() + 240
+    while not (blocks.exists() and len(list(blocks.glob("*.npz"))) >= 1) and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    err_flat = " ".join(err.split())                 # the message is wrapped at 100 columns
+    assert process.returncode == 143, err
+    assert "interrupted by SIGTERM at the spike counts, " in err_flat and "Traceback" not in err
+    assert "; re-run the same command to resume" in err_flat
+    log = (tmp_path / "td" / "ver_1" / "run.log").read_text()
+    assert "interrupted by SIGTERM at the spike counts, " in log and " block " in log
+    assert not (tmp_path / "td" / "ver_1" / "run.lock").exists()           # the lock was given back
+    again = subprocess.run(args, input="cpu\n1\n1\n10\n1\n2.0\n", capture_output=True, text=True, cwd=tmp_path,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "td" / "ver_1" / "summary.json").read_text())["complete"]
+
+
 # ----------------------------------------------------------------------------------------------
 # Plastic models: init phase, learning sample phase
 # ----------------------------------------------------------------------------------------------
