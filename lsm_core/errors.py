@@ -13,9 +13,7 @@ class UserError(Exception):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's time limit, `kill`): raised where Ctrl-C raises KeyboardInterrupt, so that a
-    run stops the same clean way.  Exit status 143 (128 + 15) instead of Ctrl-C's 130."""
-
-    exit_status = 143
+    run stops the same clean way.  Exit status 143 (128 + 15) instead of Ctrl-C's 130 (`interruption`)."""
 
 
 def interruption(exc: KeyboardInterrupt) -> tuple[str, int]:

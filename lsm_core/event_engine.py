@@ -71,10 +71,11 @@ class EventSynapses(NamedTuple):
     from excitatory neurons up to post_segment[i, 1], then from inhibitory ones up to post_segment[i, 2],
     then from input neurons, with presynaptic neuron post_pre[c] (uint32) and weight index post_weight[c]
     (int64; c itself in "post" weight order, the only order in which the loops learn).  Indices are
-    unsigned so that the compiled loops skip Python's negative-index wraparound.  A synapse's rule coefficients and bounds depend only on its presynaptic neuron's class:
-    sign float32 [N] (+1 excitatory or input, -1 inhibitory), lower and upper float32 [N] (excitatory
-    [0, w_max], inhibitory [-w_max, 0], input [-w_max, w_max]); class_sign, class_lower, class_upper
-    float32 [3]: the same by class (exc, inh, input).
+    unsigned so that the compiled loops skip Python's negative-index wraparound.  A synapse's rule
+    coefficients and bounds depend only on its presynaptic neuron's class: sign float32 [N] (+1 excitatory
+    or input, -1 inhibitory), lower and upper float32 [N] (excitatory [0, w_max], inhibitory [-w_max, 0],
+    input [-w_max, w_max]); class_sign, class_lower, class_upper float32 [3]: the same by class (exc, inh,
+    input).
     """
 
     pre_start: np.ndarray
