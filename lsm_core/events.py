@@ -35,7 +35,7 @@ import numpy as np
 
 from lsm_core.config import N_CLASSES, PAPER
 from lsm_core.errors import UserError
-from lsm_core.storage import atomic_write_bytes
+from lsm_core.storage import atomic_write_bytes, read_json_file
 
 SENSOR = 34                       # the N-MNIST sensor view is 34 x 34 pixels
 N_CHANNELS = 2 * SENSOR * SENSOR  # 2312 input neurons: OFF (polarity 0) then ON (polarity 1)
@@ -84,16 +84,28 @@ def encode_events(events: Events) -> bytes:
 
 
 def decode_events(data: bytes, source: str = "recording") -> Events:
-    """Events of one `.bin` recording's bytes; a length that is not a multiple of 5 is an error.
+    """Events of one `.bin` recording's bytes; a length that is not a multiple of 5, events outside the
+    sensor or an all-zero file of several events is an error (UserError).
 
     As in the dataset authors' reader, an event with y = 240 is a timestamp-overflow marker, not an
     event: it is dropped and 2^13 µs is added to its own and every later timestamp (N-MNIST's 300 ms
     recordings contain none).
     """
+    try:
+        return _decode(data)
+    except ValueError as exc:
+        raise UserError(f"{source} {exc}. Fetch the dataset again.") from None
+
+
+def _decode(data: bytes) -> Events:
+    """`decode_events` without the message's subject and fix: a damaged recording raises ValueError
+    saying what is wrong."""
     raw = np.frombuffer(data, np.uint8)
     if len(raw) % BYTES_PER_EVENT:
-        raise UserError(f"{source} is damaged: its size ({len(raw)} bytes) is not a multiple of "
-                        f"{BYTES_PER_EVENT} bytes per event. Fetch the dataset again.")
+        raise ValueError(f"is damaged: its size ({len(raw)} bytes) is not a multiple of {BYTES_PER_EVENT} "
+                         f"bytes per event, so it was cut short or overwritten")
+    if len(raw) > BYTES_PER_EVENT and not raw.any():
+        raise ValueError(f"is damaged: all its {len(raw)} bytes are zero, as in a file overwritten with zeros")
     raw = raw.reshape(-1, BYTES_PER_EVENT)
     t = ((raw[:, 2].astype(np.int64) & 0x7F) << 16) | (raw[:, 3].astype(np.int64) << 8) | raw[:, 4]
     overflow = raw[:, 1] == OVERFLOW_Y
@@ -102,19 +114,33 @@ def decode_events(data: bytes, source: str = "recording") -> Events:
         raw, t = raw[~overflow], t[~overflow]
     x, y = raw[:, 0].copy(), raw[:, 1].copy()
     if len(raw) and max(int(x.max()), int(y.max())) >= SENSOR:
-        raise UserError(f"{source} is not an N-MNIST recording: it has events outside the "
-                        f"{SENSOR}x{SENSOR} sensor (x up to {x.max()}, y up to {y.max()}).")
+        raise ValueError(f"is not an N-MNIST recording (damaged, or another file): it has events outside the "
+                         f"{SENSOR}x{SENSOR} sensor (x up to {x.max()}, y up to {y.max()}; both must be below "
+                         f"{SENSOR})")
     return Events(x, y, raw[:, 2] >> 7, t)
 
 
-def read_bin(path) -> Events:
-    """Events of the `.bin` file at `path`."""
+def read_bin(path, simulated: bool = False) -> Events:
+    """Events of the `.bin` file at `path`; an unreadable, empty or damaged file raises UserError naming
+    it and the fix (`simulated`: the file belongs to a simulated N-MNIST, rewritten by simulate-nmnist)."""
     path = Path(path)
     try:
         data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"Cannot read the N-MNIST recording {path}: {exc.strerror or exc}.") from exc
-    return decode_events(data, source=str(path))
+        if not data:
+            raise ValueError("is empty (0 bytes), so it was cut short; a recording holds thousands of events")
+        return _decode(data)
+    except (OSError, ValueError) as exc:
+        problem = f"cannot be read ({exc.strerror or exc})" if isinstance(exc, OSError) else str(exc)
+        raise UserError(f"The N-MNIST recording {path} {problem}. {recording_fix(path, simulated)}") from None
+
+
+def recording_fix(path, simulated: bool) -> str:
+    """How to replace the recording at `path` that is missing or damaged."""
+    path = Path(path)
+    if simulated:                       # always the paper layout: <root>/<split folder>/NNNNN.bin
+        return _set_fix(path.parent.parent, True, damaged=path)
+    return (f"Replace it with an intact copy of {path.name} from your N-MNIST download, or delete the N-MNIST "
+            f"folder and fetch it again with `python -m lsm_core datasets fetch nmnist` (about 1 GB).")
 
 
 def write_bin(path, events: Events) -> Path:
@@ -174,7 +200,7 @@ class EventSplit:
 
     def events(self, row: int) -> Events:
         """The events of recording `row`."""
-        return read_bin(self.paths[row])
+        return read_bin(self.paths[row], self.simulated)
 
     def raster(self, rows, duration_ms: int, start_ms=0) -> np.ndarray:
         """Input spikes uint8 [len(rows), duration_ms, 2312] of the recordings at positions `rows`.
@@ -189,7 +215,7 @@ class EventSplit:
         flat = out.reshape(-1)
         positions = []
         for i, (row, start) in enumerate(zip(rows.tolist(), starts.tolist())):
-            step, channel = event_bins(read_bin(self.paths[row]))
+            step, channel = event_bins(read_bin(self.paths[row], self.simulated))
             step -= start
             keep = (step >= 0) & (step < duration)
             positions.append((i * duration + step[keep]) * N_CHANNELS + channel[keep])
@@ -253,14 +279,41 @@ def missing_message(data_dir, simulated: bool) -> str:
     root = nmnist_folder(data_dir, simulated)
     if simulated:
         return (f"There is no simulated N-MNIST under {root} (expected train_all/, valid_all/, test_all/ "
-                f"and {SIMULATED_MARKER}). Write it with `python -m lsm_core datasets simulate-nmnist` "
-                f"(--train-count and --test-count write a subset)"
-                + (f" and `--out {root}`" if Path(data_dir).resolve() != _default_data_dir() else "") + ".")
+                f"and {SIMULATED_MARKER}). Write it with `{simulate_command(root)}` (--train-count and "
+                f"--test-count write a subset).")
     return (f"There are no N-MNIST recordings under {Path(data_dir)}: expected {root}/train_all, valid_all "
             f"and test_all (paper layout), or {root / TONIC_ROOT}/Train and Test (the layout tonic downloads). "
             f"Get them with `python -m lsm_core datasets fetch nmnist` (downloads about 1 GB through tonic), "
             f"or run on simulated recordings: `python -m lsm_core datasets simulate-nmnist`, then add "
             f"--simulated-nmnist to the script.")
+
+
+def simulate_command(root) -> str:
+    """The `datasets simulate-nmnist` command that writes, or completes, the simulated N-MNIST in `root`:
+    the counts and seed its marker records (a re-run with them rewrites only what is missing), and
+    --out unless `root` is the default folder."""
+    root = Path(root)
+    markers = (read_json_file(root / SIMULATED_MARKER), read_json_file(root / SIMULATION_IN_PROGRESS))
+    marker = next((m for m in markers if isinstance(m, dict)), {})
+    command = "python -m lsm_core datasets simulate-nmnist"
+    for key, option in (("train_count", "--train-count"), ("test_count", "--test-count"), ("seed", "--seed")):
+        if isinstance(marker.get(key), int) and not isinstance(marker[key], bool):
+            command += f" {option} {marker[key]}"
+    if root.resolve() != _default_data_dir() / SIMULATED_FOLDER:
+        command += f" --out {root}"
+    return command
+
+
+def _set_fix(root: Path, simulated: bool, damaged=None) -> str:
+    """How to repair the recordings in `root` (a simulated set is rewritten by simulate-nmnist); `damaged`
+    names a file to delete or replace first."""
+    if simulated:
+        return ((f"Delete {damaged} and run" if damaged else "Run") + f" `{simulate_command(root)}` again: it "
+                f"rewrites the missing files of this simulated N-MNIST, exactly as they were.")
+    return ((f"Replace {damaged} with an intact copy from your N-MNIST download" if damaged else
+             "Restore the missing files from your N-MNIST download")
+            + f", or delete {root} and fetch N-MNIST again with `python -m lsm_core datasets fetch nmnist` "
+              f"(about 1 GB).")
 
 
 def _default_data_dir() -> Path:
@@ -275,9 +328,10 @@ def read_simulated_marker(root: Path) -> dict:
         unfinished = (Path(root) / SIMULATION_IN_PROGRESS).exists()
         raise UserError(
             f"{root} has no {SIMULATED_MARKER}, so it is not a finished simulated N-MNIST"
-            + (" (its generation was interrupted)" if unfinished else "")
-            + ". Write it (again) with `python -m lsm_core datasets simulate-nmnist`; an interrupted run of "
-              "that command resumes.")
+            + (f" (its generation was interrupted). Run `{simulate_command(root)}` again: it resumes."
+               if unfinished else
+               f". Delete {root} and write it again with `{simulate_command(root)}` (a folder without the "
+               f"marker is never written into)."))
     try:
         marker = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -298,50 +352,72 @@ def _refuse_simulated_as_real(layout: EventLayout) -> None:
                 f"--simulated-nmnist, or fetch the real recordings with `python -m lsm_core datasets fetch nmnist`.")
 
 
-def _read_labelled_folder(folder: Path) -> tuple:
+def _read_labelled_folder(folder: Path, simulated: bool = False) -> tuple:
     """(numbers int64 [n], labels int64 [n], paths) of a paper-layout folder, from its labels.csv,
-    checked against the .bin files present; a missing folder is empty."""
+    checked against the .bin files present; a missing folder is empty.  Every problem raises UserError
+    naming the file (and the line of labels.csv) and the fix."""
     if not folder.is_dir():
         return np.zeros(0, np.int64), np.zeros(0, np.int64), ()
+    root = folder.parent
     on_disk = {entry.name for entry in os.scandir(folder) if entry.name.endswith(".bin")}
     labels_path = folder / LABELS_FILE
     if not labels_path.is_file():
         if on_disk:
             raise UserError(f"{folder} holds {len(on_disk)} .bin recordings but no {LABELS_FILE} (header "
-                            f"`file,label`, one row per recording), so their labels are unknown. Fetch or "
-                            f"write the dataset again.")
+                            f"`file,label`, one row per recording), so their labels are unknown. "
+                            f"{_set_fix(root, simulated)}")
         return np.zeros(0, np.int64), np.zeros(0, np.int64), ()
     try:
         with open(labels_path, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"Cannot read {labels_path} ({exc}); fetch or write the dataset again.") from None
+        raise UserError(f"Cannot read {labels_path} ({exc}). {_set_fix(root, simulated, labels_path)}") from None
     if not rows or tuple(cell.strip() for cell in rows[0]) != LABELS_HEADER:
-        raise UserError(f"{labels_path} must start with the header `file,label`, got "
-                        f"{','.join(rows[0]) if rows else 'an empty file'!r}.")
-    numbers, labels, names = [], [], []
+        got = f"line 1 is {','.join(rows[0])!r}" if rows else "the file is empty"
+        raise UserError(f"{labels_path} must start with the header `file,label`, but {got}. "
+                        f"{_set_fix(root, simulated, labels_path)}")
+    numbers, labels, names, lines = [], [], [], {}
     for line, row in enumerate(rows[1:], start=2):
         if not row:
             continue
-        match = _FILE_NAME.match(row[0].strip()) if len(row) == 2 else None
-        label = row[1].strip() if len(row) == 2 else ""
-        if match is None or not label.isdigit() or not int(label) < N_CLASSES:
-            raise UserError(f"{labels_path} line {line} ({','.join(row)!r}) is not `NNNNN.bin,<digit 0-9>`.")
-        numbers.append(int(match.group(1)))
-        labels.append(int(label))
-        names.append(row[0].strip())
-    listed = set(names)
-    if len(listed) != len(names):
-        raise UserError(f"{labels_path} lists some recordings twice ({len(names) - len(listed)} repeated rows).")
-    missing, unlisted = sorted(listed - on_disk), sorted(on_disk - listed)
+        problem = _labels_row_problem(row)
+        if problem:
+            raise UserError(f"{labels_path} line {line} ({','.join(row)!r}) is not `NNNNN.bin,<digit 0-9>`: "
+                            f"{problem}. {_set_fix(root, simulated, labels_path)}")
+        name = row[0].strip()
+        if name in lines:
+            raise UserError(f"{labels_path} lists {name} twice (lines {lines[name]} and {line}). "
+                            f"{_set_fix(root, simulated, labels_path)}")
+        lines[name] = line
+        numbers.append(int(_FILE_NAME.match(name).group(1)))
+        labels.append(int(row[1].strip()))
+        names.append(name)
+    missing, unlisted = sorted(set(names) - on_disk), sorted(on_disk - set(names))
     if missing:
         raise UserError(f"{len(missing)} recordings listed in {labels_path} are missing from {folder} (e.g. "
-                        f"{missing[0]}). Fetch or write the dataset again.")
+                        f"{folder / missing[0]}, line {lines[missing[0]]}). {_set_fix(root, simulated)}")
     if unlisted:
         raise UserError(f"{folder} holds {len(unlisted)} .bin files that {labels_path} does not list (e.g. "
-                        f"{unlisted[0]}), so their labels are unknown. Fetch or write the dataset again.")
+                        f"{unlisted[0]}), so their labels are unknown. Move them out of {folder}, or "
+                        + (f"delete {labels_path} and run `{simulate_command(root)}` again (it rewrites the "
+                           f"file)." if simulated else
+                           f"delete {root} and fetch N-MNIST again with `python -m lsm_core datasets fetch nmnist`."))
     return _in_number_order(np.asarray(numbers, np.int64), np.asarray(labels, np.int64),
                             [str(folder / name) for name in names], str(folder))
+
+
+def _labels_row_problem(row: list) -> str | None:
+    """What is wrong with one row of labels.csv, or None."""
+    if len(row) != 2:
+        return f"it has {len(row)} columns, expected 2"
+    if _FILE_NAME.match(row[0].strip()) is None:
+        return f"{row[0].strip()!r} is not a recording's file name (digits, then .bin)"
+    label = row[1].strip()
+    if re.fullmatch(r"[0-9]+", label) is None:
+        return f"the label {label!r} is not a whole number"
+    if int(label) >= N_CLASSES:
+        return f"the label {int(label)} is outside 0-{N_CLASSES - 1}"
+    return None
 
 
 def _read_digit_folders(folder: Path) -> tuple:
@@ -385,14 +461,15 @@ def load_event_splits(data_dir=None, simulated: bool = False) -> tuple[dict, lis
     what = "simulated N-MNIST" if simulated else "N-MNIST"
     notes = [f"{what} recordings from {layout.root} ({layout.kind} layout)"]
     if simulated:
-        read_simulated_marker(layout.root)
+        marker = read_simulated_marker(layout.root)
         notes[0] += f"; SIMULATED ({SIMULATED_MARKER}): results on it are not N-MNIST results"
     else:
         _refuse_simulated_as_real(layout)
     if layout.kind == "paper":
-        train = _read_labelled_folder(layout.root / PAPER_FOLDERS["train"])
-        valid = _read_labelled_folder(layout.root / PAPER_FOLDERS["valid"])
-        test = _read_labelled_folder(layout.root / PAPER_FOLDERS["test"])
+        train, valid, test = (_read_labelled_folder(layout.root / PAPER_FOLDERS[split], simulated)
+                              for split in ("train", "valid", "test"))
+        if simulated:
+            _check_simulated_counts(layout.root, marker, {"train": train, "valid": valid, "test": test})
     else:
         pool = _read_digit_folders(layout.root / TONIC_FOLDERS["train"])
         is_train = pool[0] <= TRAIN_POOL
@@ -416,6 +493,26 @@ def load_event_splits(data_dir=None, simulated: bool = False) -> tuple[dict, lis
     splits = {name: EventSplit(paths, labels, numbers, simulated)
               for name, (numbers, labels, paths) in (("train", train), ("valid", valid), ("test", test))}
     return splits, notes
+
+
+def _check_simulated_counts(root: Path, marker: dict, parts: dict) -> None:
+    """Each folder of a simulated set holds the recordings its marker's train_count and test_count say
+    (a marker without them is not checked); a missing folder or recording raises UserError."""
+    train_count, test_count = marker.get("train_count"), marker.get("test_count")
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (train_count, test_count)):
+        return
+    expected = {"train": min(train_count, TRAIN_POOL), "valid": max(0, train_count - TRAIN_POOL),
+                "test": test_count}
+    for split, count in expected.items():
+        folder = root / PAPER_FOLDERS[split]
+        found = len(parts[split][0])
+        if found == count:
+            continue
+        what = (f"{folder} is missing" if not folder.is_dir() else
+                f"{folder / LABELS_FILE} is missing" if not (folder / LABELS_FILE).is_file() else
+                f"{folder} holds {found} recordings")
+        raise UserError(f"{what}, but this simulated N-MNIST has {count} recordings there ({SIMULATED_MARKER}: "
+                        f"train_count {train_count}, test_count {test_count}). {_set_fix(root, True)}")
 
 
 def _select(part: tuple, mask) -> tuple:

@@ -407,26 +407,39 @@ def recording_path(out_dir, source: str, index: int) -> Path:
 
 def _simulate_chunk(out_dir: str, source: str, indices: Sequence[int], digits: np.ndarray, seed: int,
                     params: dict) -> np.ndarray:
-    """Simulate and write the recordings of `indices` whose files are missing; read the others.
+    """Simulate and write the recordings of `indices` whose files are missing or damaged (cut short,
+    overwritten: rewritten exactly as they were); read the others.
 
     Returns `recording_statistics` rows int64 [len(indices), 7].  Runs in a worker process.
     """
     sim = SimParams(**params)
     paths = [recording_path(out_dir, source, i) for i in indices]
-    missing = [k for k, path in enumerate(paths) if not path.is_file()]
     stats = np.zeros((len(indices), 7), np.int64)
-    if missing:
-        rngs = [recording_rng(seed, source, indices[k]) for k in missing]
-        rendered = render_batch(digits[missing], rngs, sim)
-        with ThreadPoolExecutor(WRITE_THREADS) as pool:        # fsync of one file overlaps the others
-            list(pool.map(write_bin, [paths[k] for k in missing], rendered))
-        for k, events in zip(missing, rendered):
-            stats[k] = recording_statistics(events, sim)
-    done = set(missing)
+    redo = []
     for k, path in enumerate(paths):
-        if k not in done:
-            stats[k] = recording_statistics(read_bin(path), sim)
+        if path.is_file():
+            try:
+                stats[k] = recording_statistics(read_bin(path, simulated=True), sim)
+                continue
+            except UserError:           # damaged: a recording depends only on (seed, set, index), so rewrite it
+                pass
+        redo.append(k)
+    if redo:
+        rngs = [recording_rng(seed, source, indices[k]) for k in redo]
+        rendered = render_batch(digits[redo], rngs, sim)
+        with ThreadPoolExecutor(WRITE_THREADS) as pool:        # fsync of one file overlaps the others
+            list(pool.map(write_bin, [paths[k] for k in redo], rendered))
+        for k, events in zip(redo, rendered):
+            stats[k] = recording_statistics(events, sim)
     return stats
+
+
+def _absent_files(out: Path, train_count: int, test_count: int) -> list:
+    """The recordings and labels.csv files of a finished set that are not there (deleted since)."""
+    wanted = [out / subset / "labels.csv" for subset in SUBSETS]
+    wanted += [recording_path(out, source, i) for source, n in (("train", train_count), ("test", test_count))
+               for i in range(n)]
+    return [path for path in wanted if not path.is_file()]
 
 
 def _identity(seed: int, train_count: int, test_count: int, params: SimParams) -> dict:
@@ -515,8 +528,9 @@ def simulate_nmnist(out_dir=None, train_count: int = N_TRAIN_FILE, test_count: i
     """Write a simulated N-MNIST of the first `train_count` training and `test_count` test digits.
 
     out_dir: the dataset folder (default datasets/nmnist_simulated); data_dir: where mnist.npz is.
-    A re-run with the same arguments resumes (existing recordings are kept) or, when complete, does
-    nothing; other arguments are refused unless `overwrite`.  `jobs` worker processes simulate
+    A re-run with the same arguments resumes (existing recordings are kept, damaged ones rewritten) or,
+    when complete, does nothing (files deleted since are rewritten, exactly as they were); other
+    arguments are refused unless `overwrite`.  `jobs` worker processes simulate
     (default: one per CPU core, at most 8).  Returns the folder.
     """
     train_count = _check_count("The training count", train_count, N_TRAIN_FILE)
@@ -536,16 +550,20 @@ def simulate_nmnist(out_dir=None, train_count: int = N_TRAIN_FILE, test_count: i
     out = Path(out_dir if out_dir is not None else DEFAULT_OUT).expanduser().absolute()
     identity = _identity(int(seed), train_count, test_count, params)
     state = _folder_state(out, identity, overwrite)
-    if state == "done":
+    absent = _absent_files(out, train_count, test_count) if state == "done" else []
+    if state == "done" and not absent:
         log(f"{out} already holds this simulated N-MNIST (seed {seed}, {train_count} training + {test_count} "
             f"test recordings); nothing to do.")
         return out
     mnist = load_image_dataset("mnist", data_dir)
     todo = [(source, i) for source, n in (("train", train_count), ("test", test_count)) for i in range(n)]
-    missing = len(todo) if state != "resume" else sum(
+    missing = len(todo) if state not in ("resume", "done") else sum(
         not recording_path(out, source, i).is_file() for source, i in todo)
     _check_disk(out, missing)
-    if state == "resume":
+    if state == "done":
+        log(f"{out} holds this simulated N-MNIST but lacks {len(absent)} of its files (e.g. {absent[0]}): "
+            f"rewriting them; the others are kept.")
+    elif state == "resume":
         log(f"Resuming the interrupted simulation in {out}: existing recordings are kept.")
     elif state == "replace":
         log(f"Replacing the simulated N-MNIST in {out} (--overwrite).")

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -50,3 +52,18 @@ def test_bench_all_measures_every_case_on_every_engine_and_the_readout():
     assert records[0]["mean_rate_hz"] == records[1]["mean_rate_hz"]      # the same dynamics on both engines
     assert records[-1]["per_epoch_s"] > 0 and len(lines) == 5
     assert "steps/s" in _row(records[2]) and "s/epoch" in lines[-1] and "engine" in TABLE_HEADER
+
+
+def test_bench_inputs_from_a_damaged_mnist_file_are_an_error_not_random_numbers(tmp_path, monkeypatch):
+    from lsm_core import datasets
+    from lsm_core.bench import _inputs
+    from lsm_core.errors import UserError
+
+    monkeypatch.setattr(datasets, "DATA_DIR_DEFAULT", tmp_path)
+    inputs = _inputs(784, batch=2, steps=10, seed=1)                 # no mnist.npz: random probabilities
+    assert inputs.shape == (2, 784) and inputs.max() <= 0.2
+    path = tmp_path / "mnist.npz"
+    path.write_bytes(bytes(1000))
+    with pytest.raises(UserError) as info:
+        _inputs(784, batch=2, steps=10, seed=1)
+    assert str(path) in str(info.value) and "datasets fetch mnist" in str(info.value)

@@ -4,7 +4,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import pickle
+import subprocess
+import sys
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +16,12 @@ from lsm_core import datasets as ds
 from lsm_core import events as ev
 from lsm_core.errors import UserError
 from lsm_core.idx import encode_idx, write_idx
-from lsm_core.storage import load_npz
+from lsm_core.storage import atomic_save_npz, load_npz
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 SHIPPED = ds.DATA_DIR_DEFAULT / "mnist.npz"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +184,67 @@ def test_wrong_layout_and_contents(tmp_path, mnist):
         ds.load_image_dataset("mnist", data_dir=tmp_path, verify=True)
     assert ds.load_image_dataset("mnist", data_dir=tmp_path, verify=False).x_train[123, 4, 5] \
         == changed[123, 4, 5]
+
+
+@pytest.fixture
+def tiny_standard_split(monkeypatch):
+    """The standard split scaled down to 60 training (50 + 10 validation) and 10 test images, with the
+    checksums of made-up contents recorded for mnist and fmnist; returns the four arrays."""
+    rng = np.random.default_rng(21)
+    arrays = {"x_train": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+              "y_train": (np.arange(60) % 10).astype(np.uint8),
+              "x_test": rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), "y_test": np.arange(10, dtype=np.uint8)}
+    for name, value in (("N_TRAIN_FILE", 60), ("N_TEST_FILE", 10), ("TRAIN_POOL", 50), ("VALID_POOL", 10)):
+        monkeypatch.setattr(ds, name, value)
+    for name in ("mnist", "fmnist"):
+        monkeypatch.setitem(ds.CONTENT_SHA256, name, ds.content_checksums(arrays))
+    return arrays
+
+
+def damage_file(path, how):
+    """Delete the file, cut it to half, fill it with zeros, or flip the byte in its middle."""
+    data = path.read_bytes()
+    if how == "deleted":
+        path.unlink()
+    elif how == "cut to half":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "zero-filled":
+        path.write_bytes(bytes(len(data)))
+    else:
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(flipped))
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+@pytest.mark.parametrize("how", ["deleted", "cut to half", "zero-filled", "byte flipped"])
+@pytest.mark.parametrize("name", ["mnist", "fmnist"])
+def test_a_damaged_data_file_names_the_file_and_the_fix(tmp_path, tiny_standard_split, name, how, compressed):
+    path = tmp_path / f"{name}.npz"
+    atomic_save_npz(path, compressed=compressed, **tiny_standard_split)
+    assert len(ds.load_run_data(name, tmp_path, log=None).splits["train"]) == 50
+    damage_file(path, how)
+    fetch = f"python -m lsm_core datasets fetch {name}"
+    loads = [lambda: ds.load_image_dataset(name, tmp_path, verify=True),
+             lambda: ds.load_image_dataset(name, tmp_path, verify=False),      # zip's CRC-32 alone catches a flip
+             lambda: ds.datasets_command(["verify", name, "--data-dir", str(tmp_path)])]
+    if how != "deleted":               # load_run_data would fetch a missing fmnist.npz instead
+        loads.append(lambda: ds.load_run_data(name, tmp_path, log=None))
+    for load in loads:
+        with pytest.raises(UserError) as info:
+            load()
+        message = str(info.value)
+        assert str(path) in message and fetch in message, message
+        assert ("does not exist" if how == "deleted" else "is damaged or is not an npz file") in message
+
+
+def test_datasets_verify_on_a_damaged_file_is_one_line_on_stderr_and_exit_status_2(tmp_path):
+    path = tmp_path / "mnist.npz"
+    path.write_bytes(bytes(1000))
+    result = subprocess.run([sys.executable, "-m", "lsm_core", "datasets", "verify", "mnist", "--data-dir",
+                             str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and str(path) in result.stderr and "datasets fetch mnist" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """N-MNIST recordings: the .bin codec, 1 ms binning (SPEC 3.3), the folder layouts and the subset rule."""
 import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +66,7 @@ def test_round_trip_through_a_file(tmp_path):
     back = read_bin(write_bin(tmp_path / "00001.bin", events))
     for name in ("x", "y", "polarity", "t"):
         np.testing.assert_array_equal(getattr(back, name), getattr(events, name))
-    assert read_bin(write_bin(tmp_path / "empty.bin", make_events([], [], [], []))).n_events == 0
+    assert decode_events(encode_events(make_events([], [], [], []))).n_events == 0
 
 
 def test_tonic_reads_the_files_we_write(tmp_path):
@@ -262,3 +264,119 @@ def test_too_few_training_recordings(tmp_path):
     write_paper_folder(tmp_path / "nmnist" / "test_all", [1], rng)
     with pytest.raises(UserError, match="at least 6 are needed"):
         load_event_splits(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Damaged recordings and labels.csv: a UserError naming the file (and the line) and the fix
+# ----------------------------------------------------------------------------------------------
+
+def _garbage(data: bytes) -> bytes:
+    return np.random.default_rng(14).integers(0, 256, len(data), dtype=np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[:-2], "not a multiple of 5"),                              # cut mid-event
+    (lambda data: data[:len(data) // 2 + 3], "not a multiple of 5"),
+    (_garbage, "outside the 34x34 sensor"),                                       # random bytes
+    (lambda data: b"", "is empty"),
+    (lambda data: bytes(len(data)), "all its 250 bytes are zero"),
+])
+@pytest.mark.parametrize("simulated", [False, True])
+def test_a_damaged_recording_names_the_file_wherever_it_is_read(tmp_path, damage, message, simulated):
+    rng = np.random.default_rng(15)
+    root = tmp_path / ("nmnist_simulated" if simulated else "nmnist")
+    write_paper_folder(root / "train_all", range(1, 7), rng)
+    write_paper_folder(root / "test_all", [1], rng)
+    if simulated:
+        (root / "SIMULATED.json").write_text(json.dumps({"seed": 5, "train_count": 6, "test_count": 1}))
+    path = root / "train_all" / "00002.bin"
+    path.write_bytes(damage(path.read_bytes()))
+    splits, _ = load_event_splits(tmp_path, simulated)
+    fix = (f"simulate-nmnist --train-count 6 --test-count 1 --seed 5 --out {root}" if simulated
+           else "datasets fetch nmnist")
+    for read in (lambda: splits["train"].events(1), lambda: splits["train"].inputs([0, 1], 300),
+                 lambda: ev.check_recordings(splits["train"])):
+        with pytest.raises(UserError, match=message) as info:
+            read()
+        assert str(path) in str(info.value) and fix in str(info.value)
+    # a run reads the next batch in a background thread: the UserError comes through as such
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(UserError, match=message):
+            pool.submit(splits["train"].inputs, [1], 300).result()
+
+
+def test_a_recording_removed_after_listing_names_the_file(tmp_path):
+    rng = np.random.default_rng(16)
+    write_paper_folder(tmp_path / "nmnist" / "train_all", range(1, 7), rng)
+    write_paper_folder(tmp_path / "nmnist" / "test_all", [1], rng)
+    splits, _ = load_event_splits(tmp_path)
+    path = tmp_path / "nmnist" / "train_all" / "00003.bin"
+    path.unlink()
+    with pytest.raises(UserError, match="cannot be read") as info:
+        splits["train"].events(2)
+    assert str(path) in str(info.value) and "fetch nmnist" in str(info.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("file,label\n00001.bin,1\n00002.bin,two\n", "line 3 .* the label 'two' is not a whole number"),
+    ("file,label\n00001.bin,1\n00002.bin,-2\n", "line 3 .* the label '-2' is not a whole number"),
+    ("file,label\n00001.bin,1.0\n", "line 2 .* the label '1.0' is not a whole number"),
+    ("file,label\n00001.bin,²\n", "line 2 .* the label '²' is not a whole number"),
+    ("file,label\n00001.bin,1\n00002.bin,10\n", "line 3 .* the label 10 is outside 0-9"),
+    ("file,label\n00001.bin,1,7\n", "line 2 .* it has 3 columns, expected 2"),
+    ("file,label\n00001.bin\n", "line 2 .* it has 1 columns, expected 2"),
+    ("file,label\n,4\n", "line 2 .* '' is not a recording's file name"),
+    ("file,label\nrecording.bin,4\n", "line 2 .* 'recording.bin' is not a recording's file name"),
+    ("file,label\n00001.bin,1\n00002.bin,2\n00001.bin,1\n", "lists 00001.bin twice \\(lines 2 and 4\\)"),
+    ("", "the file is empty"),
+    ("00001.bin,1\n", "line 1 is '00001.bin,1'"),
+    ("file,label\n" + "".join(f"{n:05d}.bin,{n % 10}\n" for n in range(1, 8)) + "00099.bin,9\n",
+     "listed in .* are missing .*00099.bin, line 9"),
+    ("file,label\n" + "".join(f"{n:05d}.bin,{n % 10}\n" for n in range(1, 7)), "does not list .*00007.bin"),
+])
+def test_bad_rows_of_labels_csv_name_the_file_and_the_line(tmp_path, text, message):
+    rng = np.random.default_rng(17)
+    write_paper_folder(tmp_path / "nmnist" / "train_all", range(1, 8), rng)
+    write_paper_folder(tmp_path / "nmnist" / "test_all", [1], rng)
+    labels = tmp_path / "nmnist" / "train_all" / "labels.csv"
+    labels.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=message) as info:
+        load_event_splits(tmp_path)
+    assert str(labels) in str(info.value) and "fetch nmnist" in str(info.value)
+
+
+def test_labels_csv_that_is_not_text_names_the_file(tmp_path):
+    rng = np.random.default_rng(18)
+    write_paper_folder(tmp_path / "nmnist" / "train_all", range(1, 7), rng)
+    write_paper_folder(tmp_path / "nmnist" / "test_all", [1], rng)
+    labels = tmp_path / "nmnist" / "train_all" / "labels.csv"
+    labels.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(UserError, match="Cannot read") as info:
+        load_event_splits(tmp_path)
+    assert str(labels) in str(info.value)
+
+
+@pytest.mark.parametrize("break_it, fragment", [
+    (lambda root: shutil.rmtree(root / "test_all"), "test_all is missing"),
+    (lambda root: [p.unlink() for p in (root / "test_all").iterdir()], "test_all/labels.csv is missing"),
+    (lambda root: (root / "train_all" / "labels.csv").unlink(), "no labels.csv"),
+    (lambda root: (root / "train_all" / "00005.bin").unlink(), "train_all/00005.bin, line 6"),
+    (lambda root: [(root / "train_all" / "00006.bin").unlink(),
+                   (root / "train_all" / "labels.csv").write_text(
+                       "file,label\n" + "".join(f"{n:05d}.bin,{n % 10}\n" for n in range(1, 6)))],
+     "train_all holds 5 recordings, but this simulated N-MNIST has 6"),
+])
+def test_an_incomplete_simulated_set_names_what_is_missing_and_the_command(tmp_path, break_it, fragment):
+    rng = np.random.default_rng(19)
+    root = tmp_path / "nmnist_simulated"
+    write_paper_folder(root / "train_all", range(1, 7), rng)
+    write_paper_folder(root / "test_all", [1, 2], rng)
+    (root / "SIMULATED.json").write_text(json.dumps({"seed": 5, "train_count": 6, "test_count": 2}))
+    load_event_splits(tmp_path, simulated=True)
+    break_it(root)
+    with pytest.raises(UserError) as info:
+        load_event_splits(tmp_path, simulated=True)
+    message = str(info.value)
+    assert fragment in message, message
+    assert f"`python -m lsm_core datasets simulate-nmnist --train-count 6 --test-count 2 --seed 5 --out {root}`" \
+        in message

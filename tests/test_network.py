@@ -10,7 +10,7 @@ import pytest
 from lsm_core.errors import UserError
 from lsm_core.network import (Network, Synapses, ensure_network, log_path_for, network_command,
                               network_path, parse_dims)
-from lsm_core.storage import load_npz
+from lsm_core.storage import atomic_save_npz, load_npz
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +246,71 @@ def test_load_corrupt_member(saved):
 def test_load_pickled_contents(saved):
     _rewrite(saved, meta=np.array([{"a": 1}], dtype=object))
     _expect_user_error(saved)
+
+
+def _damage(path, how):
+    """Delete the file, cut it to half, fill it with zeros, or flip the byte in its middle."""
+    data = path.read_bytes()
+    if how == "deleted":
+        path.unlink()
+    elif how == "cut to half":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "zero-filled":
+        path.write_bytes(bytes(len(data)))
+    else:
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(flipped))
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+@pytest.mark.parametrize("how", ["deleted", "cut to half", "zero-filled", "byte flipped"])
+def test_a_damaged_network_file_names_the_file_and_the_fix(small, tmp_path, how, compressed):
+    path = tmp_path / "Network_4.npz"
+    atomic_save_npz(path, compressed=compressed, **small.to_arrays())
+    assert Network.load(path).identical(small)
+    _damage(path, how)
+    with pytest.raises(UserError) as info:
+        Network.load(path)
+    message = str(info.value)
+    assert str(path) in message and f"python -m lsm_core network --dataset mnist --net-num 4 --networks-dir " \
+        f"{tmp_path}" in message, message
+    if how == "deleted":
+        return
+    assert "--overwrite" in message and "is not usable" in message
+    with pytest.raises(UserError, match="is not usable"):        # a run loads it: never regenerated over it
+        ensure_network(4, small.n_input, networks_dir=tmp_path)
+    with pytest.raises(UserError, match="already exists; pass --overwrite"):
+        network_command(["--dataset", "mnist", "--net-num", "4", "--dims", "3x3x3", "--networks-dir", str(tmp_path)])
+    assert network_command(["--dataset", "mnist", "--net-num", "4", "--dims", "3x3x3", "--networks-dir",
+                            str(tmp_path), "--overwrite"]) == 0
+    assert Network.load(path).dims == (3, 3, 3)
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_np_load_checks_the_crc_of_a_member_read_to_its_end(tmp_path, compressed):
+    path = tmp_path / "a.npz"
+    atomic_save_npz(path, compressed=compressed, a=np.random.default_rng(0).random(20000, dtype=np.float32))
+    _damage(path, "byte flipped")
+    with pytest.raises(Exception, match="Bad CRC-32|decompressing"):
+        with np.load(path) as data:
+            data["a"]
+
+
+def test_a_header_promising_fewer_bytes_cannot_skip_the_crc_check(tmp_path):
+    """np.load stops reading a member at the last byte its .npy header promises, and zipfile checks the
+    CRC-32 only at the member's end: a damaged header (coords int32 -> int16, one byte) would give other
+    coordinates that pass every check.  Network.load reads every member to its end."""
+    net = Network.generate(dims=(8, 8, 8), n_input=0, seed=1)
+    path = tmp_path / "Network_5.npz"
+    atomic_save_npz(path, compressed=False, **net.to_arrays())
+    data = path.read_bytes()
+    assert data.count(b"'descr': '<i4'") == 1
+    path.write_bytes(data.replace(b"'descr': '<i4'", b"'descr': '<i2'"))
+    with np.load(path) as raw:
+        assert raw["coords"].dtype == np.int16 and raw["coords"].max() < 8      # no error from numpy
+    message = _expect_user_error(path, "Bad CRC-32 for file 'coords.npy'")
+    assert "python -m lsm_core network" in message
 
 
 @pytest.mark.parametrize("change,fragment", [

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -10,7 +11,15 @@ import pytest
 from lsm_core import nmnist_sim as ns
 from lsm_core.datasets import load_image_dataset
 from lsm_core.errors import UserError
-from lsm_core.events import SENSOR, bin_events, encode_events, read_bin, write_bin
+from lsm_core.events import (
+    SENSOR,
+    bin_events,
+    check_recordings,
+    encode_events,
+    load_event_splits,
+    read_bin,
+    write_bin,
+)
 
 QUIET = {"jitter_ms": 0.0, "noise_rate_hz": 0.0, "threshold_mismatch": 0.0, "refractory_ms": 0.0}
 
@@ -258,6 +267,36 @@ def test_resume_keeps_existing_files_and_completes(tmp_path):
     messages.clear()
     ns.simulate_nmnist(out, 4, 1, seed=3, jobs=1, log=messages.append)
     assert any("nothing to do" in m for m in messages) and tree(out) == complete
+
+
+def test_a_damaged_or_incomplete_set_is_repaired_by_the_command_its_errors_name(tmp_path):
+    out = run(tmp_path / "nmnist_simulated", train=6, test=1, seed=2)
+    complete = tree(out)
+    command = f"`python -m lsm_core datasets simulate-nmnist --train-count 6 --test-count 1 --seed 2 --out {out}`"
+    recording = out / "train_all" / "00004.bin"
+    breaks = [
+        (lambda: recording.unlink(), f"{recording}, line 5"),
+        (lambda: (out / "train_all" / "labels.csv").unlink(), f"{out / 'train_all'} holds 6 .bin recordings but no"),
+        (lambda: shutil.rmtree(out / "test_all"), f"{out / 'test_all'} is missing"),
+        (lambda: recording.write_bytes(recording.read_bytes()[:-3]), f"Delete {recording} and run"),
+    ]
+    for break_it, fragment in breaks:
+        break_it()
+        with pytest.raises(UserError) as info:
+            splits, _ = load_event_splits(tmp_path, simulated=True)
+            check_recordings(splits["train"])
+        message = str(info.value)
+        assert fragment in message and command in message, message
+        if "Delete" in fragment:
+            recording.unlink()
+        messages = []
+        ns.simulate_nmnist(out, 6, 1, seed=2, jobs=1, log=messages.append)
+        assert "rewriting them" in messages[0] and tree(out) == complete
+    # an interrupted run rewrites a recording it finds damaged instead of stopping on it
+    (out / ns.MARKER).rename(out / ns.IN_PROGRESS)
+    recording.write_bytes(b"\x00" * 20)
+    run(out, train=6, test=1, seed=2)
+    assert tree(out) == complete
 
 
 def test_other_settings_are_refused_unless_overwrite(tmp_path):
