@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -166,8 +166,8 @@ def plot_branching(result: BranchingResult, path, title: str = "") -> Path:
 def branching_command(argv) -> int:
     """`python -m lsm_core branching VERSION`: branching factor from the run's stored rasters."""
     from lsm_core.report import parse_version
-    from lsm_core.runfolder import load_run_network, open_run, run_config
-    from lsm_core.storage import atomic_write_json, load_npz
+    from lsm_core.runfolder import RERUN_TO_REPAIR, RunFolder, load_run_network, open_run, run_config
+    from lsm_core.storage import atomic_write_json
 
     parser = argparse.ArgumentParser(
         prog="python -m lsm_core branching",
@@ -189,16 +189,12 @@ def branching_command(argv) -> int:
     version = parse_version(args.version)
 
     folder, params = open_run(version, args.output_root)
-    config = run_config(params, args.output_root)
+    config = replace(run_config(params, args.output_root), output_root=str(folder.parent))
     path = folder / "rasters.npz"
-    if not path.exists():
+    rasters = RunFolder(config, repair=RERUN_TO_REPAIR).read_npz(path.name)   # checked against the manifest
+    if rasters is None:
         raise UserError(f"{path} does not exist: the run has not finished a split's spike counts yet. Re-run "
                         f"its script with the same answers to complete it, then try again.")
-    try:
-        rasters = load_npz(path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is damaged ({exc}); delete it and the counts_*.npz files and re-run the "
-                        f"run's script to recompute them.") from None
     splits = [s for s in (RASTER_SPLITS if args.split == "all" else (args.split,))
               if len(rasters.get(f"{s}_spikes", ()))]
     if not splits:

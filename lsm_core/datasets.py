@@ -27,8 +27,7 @@ from lsm_core import events as ev
 from lsm_core.config import DATA_DIR_DEFAULT, DATASETS, N_CLASSES, PAPER
 from lsm_core.errors import UserError
 from lsm_core.idx import load_idx_bytes, read_idx
-from lsm_core.network import load_npz_checked
-from lsm_core.storage import atomic_save_npz, atomic_write_bytes
+from lsm_core.storage import atomic_save_npz, atomic_write_bytes, load_npz
 
 IMAGE_SHAPE = (28, 28)
 N_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
@@ -138,7 +137,7 @@ def _read_npz(source, name: str) -> dict:
     unreadable -> UserError."""
     label = f"{name} data file {source}" if not isinstance(source, bytes) else f"downloaded {name} file"
     try:
-        return load_npz_checked(io.BytesIO(source) if isinstance(source, bytes) else source)
+        return load_npz(io.BytesIO(source) if isinstance(source, bytes) else source)
     except Exception as exc:  # zipfile.BadZipFile (bad CRC-32, cut short), zlib.error, ValueError, OSError, ...
         raise UserError(f"The {label} is damaged or is not an npz file ({type(exc).__name__}: {exc}). "
                         f"{_fix_hint(name)}") from exc

@@ -19,3 +19,13 @@ class Terminated(KeyboardInterrupt):
 def interruption(exc: KeyboardInterrupt) -> tuple[str, int]:
     """(signal name, exit status) of an interruption: ("SIGTERM", 143) or ("SIGINT", 130)."""
     return ("SIGTERM", 143) if isinstance(exc, Terminated) else ("SIGINT", 130)
+
+
+class DamagedFile(UserError):
+    """A file that fails its checks: missing although recorded, cut short, overwritten, or holding the
+    wrong arrays.  `path` and `reason` say which and why; the run protocol recomputes what can be
+    derived again and lets the rest stop the run (exit status 2) with this message."""
+
+    def __init__(self, path, reason: str, fix: str = "Delete it and re-run the same command to recompute it."):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} is damaged: {reason}. {fix}")

@@ -38,9 +38,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lsm_core import run_checks
 from lsm_core.cli import int_option
 from lsm_core.config import EVALUATION, PAPER
-from lsm_core.errors import UserError
+from lsm_core.errors import DamagedFile, UserError
 
 __all__ = [
     "DRAWS",
@@ -265,13 +266,27 @@ def noisy_test_counts(config, folder, net, weights, split, settings: dict, log: 
     batch, per_block = config.batch_size, config.batches_per_block
     block_size = batch * per_block
     n_blocks = config.test_samples // block_size
-    done = [b for b in range(n_blocks) if folder.has_block(NOISY_SPLIT, b)]
-    stored = [folder.load_npz(final.name)] if final.exists() else [folder.load_block(NOISY_SPLIT, b) for b in done]
+
+    def checked(name: str, first: int, n: int):
+        """The noisy counts file `name` after its checks, or None (not there, or damaged: deleted)."""
+        try:
+            return folder.read_npz(name, run_checks.counts(first, n, net.n_res, config.duration_ms))
+        except DamagedFile as exc:
+            log(f"{final.name if name == final.name else name} is damaged ({exc.reason}): simulating it again.")
+            folder.remove(name)
+            return None
+
+    whole = checked(final.name, 0, n_blocks * block_size)
+    blocks = {} if whole is not None else {
+        b: checked(folder.name_of(folder.block_file(NOISY_SPLIT, b)), b * block_size, block_size)
+        for b in range(n_blocks)}
+    done = [b for b, part in blocks.items() if part is not None]
+    stored = [whole] if whole is not None else [blocks[b] for b in done]
     if any(str(part.get("settings")) != stamp for part in stored):
         raise UserError(f"{folder.path} already holds noisy test counts made with other noise settings. Give "
                         f"the same settings again, or add --recompute-noisy to delete them and simulate anew.")
-    if final.exists():
-        return stored[0]
+    if whole is not None:
+        return whole
     todo = [b for b in range(n_blocks) if b not in done]
     if todo:
         log(f"noisy test counts: {len(todo) * block_size} samples to simulate"
@@ -297,14 +312,14 @@ def noisy_test_counts(config, folder, net, weights, split, settings: dict, log: 
             "index": np.concatenate([b["index"] for b in blocks]), "settings": np.array(stamp)}
     folder.save_npz(final.name, **data)
     for b in range(n_blocks):
-        folder.block_file(NOISY_SPLIT, b).unlink()
+        folder.remove_block(NOISY_SPLIT, b)
     return data
 
 
 def _delete_noisy_counts(folder) -> None:
-    folder.counts_file(NOISY_SPLIT).unlink(missing_ok=True)
+    folder.remove(folder.counts_file(NOISY_SPLIT).name)
     for path in folder.blocks_dir.glob(f"{NOISY_SPLIT}_block_*.npz"):
-        path.unlink()
+        folder.remove(folder.name_of(path))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -363,7 +378,7 @@ def kernel_quality_command(argv) -> int:
     """`python -m lsm_core kernel-quality VERSION`: SP and AP of a run; writes kernel_quality.json."""
     from lsm_core.prompts import parse_gpu
     from lsm_core.report import parse_version
-    from lsm_core.runfolder import RunFolder, open_run, run_config
+    from lsm_core.runfolder import RERUN_TO_REPAIR, RunFolder, open_run, run_config
     from lsm_core.runlock import RunLock
 
     args = _parser().parse_args(list(argv))
@@ -375,7 +390,7 @@ def kernel_quality_command(argv) -> int:
                      data_dir=args.data_dir or config.data_dir,
                      gpu=parse_gpu(args.gpu) if args.gpu is not None else config.gpu)
     with RunLock(folder_path) as lock:      # one writer per run folder: not beside a run or another tool
-        _kernel_quality(version, config, params, args, RunFolder(config, guard=lock.check))
+        _kernel_quality(version, config, params, args, RunFolder(config, guard=lock.check, repair=RERUN_TO_REPAIR))
     return 0
 
 
@@ -384,10 +399,11 @@ def _kernel_quality(version: int, config, params: dict, args, folder) -> None:
     from lsm_core.runfolder import RunLog
 
     test_file = folder.counts_file("test")
-    if not test_file.exists():
+    test = folder.read_npz(test_file.name, run_checks.counts(0, config.test_samples, _n_res(params),
+                                                             config.duration_ms))
+    if test is None:
         raise UserError(f"{test_file} does not exist: the run has not finished its test spike counts. Re-run its "
                         f"script with the same answers to complete them, then try again.")
-    test = folder.load_npz(test_file.name)
     seed = config.seed if args.seed is None else args.seed
     log = RunLog(folder.file("run.log"))
     ranks_sp, sp_s = _ranks_timed(test["counts"], test["labels"], args.per_class, args.draws,
@@ -419,6 +435,12 @@ def _kernel_quality(version: int, config, params: dict, args, folder) -> None:
     log(f"wrote {folder.file('kernel_quality.json')}")
 
 
+def _n_res(params: dict) -> int | None:
+    """The run's reservoir size from the liquid's dims in params.json (None when not recorded)."""
+    dims = (params.get("identity") or {}).get("dims")
+    return int(np.prod(dims)) if dims else None
+
+
 def _noisy_counts(config, folder, params, args, log) -> tuple:
     """Load or simulate the noisy test counts: (data, settings, seconds spent)."""
     import sys
@@ -432,16 +454,15 @@ def _noisy_counts(config, folder, params, args, log) -> tuple:
     from lsm_core import pipeline
 
     net = load_run_network(config, params)
-    if folder.file("W_INI.npz").exists():
-        weights = folder.load_npz("W_INI.npz")["weights"]
+    syn = net.synapses()
+    saved = folder.read_npz("W_INI.npz", run_checks.weights(syn.post, syn.pre, net.n_neurons))
+    if saved is not None:
+        weights = saved["weights"]
     elif not config.model_spec.has_init_phase:
         weights = pipeline.start_weights(config, net)
     else:
         raise UserError(f"{folder.file('W_INI.npz')} does not exist: the run's init phase has not finished. Re-run "
                         f"its script with the same answers to complete it, then try again.")
-    if weights.shape != (net.n_syn,):
-        raise UserError(f"W_INI.npz has {weights.shape[0]} weights but the run's liquid has {net.n_syn} synapses; "
-                        f"the network file does not belong to this run.")
     split, settings = noisy_test_inputs(config, args.noise_std, args.shift_std_ms, log)
     final = folder.counts_file(NOISY_SPLIT)
     if not final.exists():

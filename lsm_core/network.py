@@ -17,7 +17,6 @@ import json
 import os
 import re
 import time
-import zipfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from lsm_core.config import DATASETS, PAPER
 from lsm_core.errors import UserError
-from lsm_core.storage import as_json, atomic_save_npz, atomic_write_text
+from lsm_core.storage import as_json, atomic_save_npz, atomic_write_text, load_npz
 
 GENERATOR = "lsm_core.network v1"
 
@@ -360,7 +359,7 @@ class Network:
         if not path.exists():
             raise UserError(f"no network file at {path}. {_regenerate_hint(path, missing=True)}")
         try:
-            arrays = load_npz_checked(path)
+            arrays = load_npz(path)
         except Exception as exc:  # corrupt zip, truncated file, bad CRC-32, pickled data, unreadable...
             raise _bad_file(path, f"it cannot be read as a NumPy npz file ({type(exc).__name__}: "
                                   f"{exc})") from None
@@ -383,24 +382,6 @@ class Network:
 # ----------------------------------------------------------------------------------------------
 # Validation helpers
 # ----------------------------------------------------------------------------------------------
-
-def load_npz_checked(source) -> dict:
-    """The arrays of an npz file (path or file object), every member read to its end, so that zip's CRC-32
-    is always checked: np.load stops at the last byte its .npy header promises, and a damaged header that
-    promises fewer bytes than the member holds would skip the check.  No pickles; any problem raises."""
-    arrays = {}
-    with zipfile.ZipFile(source) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                raise ValueError(f"member {info.filename!r} is not a .npy array")
-            with archive.open(info) as member:
-                array = np.lib.format.read_array(member, allow_pickle=False)
-                rest = member.read()              # to the end: zipfile checks the CRC-32 there
-            if rest:
-                raise ValueError(f"member {info.filename!r} holds {len(rest)} bytes after its array")
-            arrays[info.filename[:-len(".npy")]] = array
-    return arrays
-
 
 def _net_num_of(path: Path) -> Optional[str]:
     match = re.fullmatch(r"Network_(\d+)\.npz", path.name)

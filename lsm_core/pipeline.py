@@ -15,9 +15,9 @@ from typing import Optional
 
 import numpy as np
 
-from lsm_core import plots
+from lsm_core import plots, run_checks
 from lsm_core.config import PAPER, RunConfig
-from lsm_core.errors import UserError, interruption
+from lsm_core.errors import DamagedFile, UserError, interruption
 from lsm_core.network import (
     EXC,
     INH,
@@ -30,11 +30,12 @@ from lsm_core.network import (
 from lsm_core.progress import progress_bar
 from lsm_core.randomness import sample_keys
 from lsm_core.runfolder import (
+    HISTORY_COLUMNS,
     RunFolder,
     RunLog,
     history_to_csv,
+    parse_history_csv,
     raster_rows,
-    read_history_csv,
     run_folder_path,
     run_identity,
 )
@@ -60,7 +61,10 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, lock: RunLo
     except KeyboardInterrupt as exc:          # Ctrl-C or SIGTERM (cli.signals_stop_cleanly): say where
         exc.where = f"interrupted by {interruption(exc)[0]} at {position.at}; re-run the same command to resume"
         if position.run_log is not None:
-            RunLog(position.run_log, echo=False)(exc.where)
+            try:
+                RunLog(position.run_log, echo=False)(exc.where)
+            except UserError:                   # run.log cannot be written (a full disk): stderr still says it
+                pass
         raise
 
 
@@ -78,23 +82,25 @@ def _run(config: RunConfig, log, lock: RunLock, position: Position) -> dict:
     config = settle_engine(config)
     model = config.model_spec
     splits, data = _load_splits(config, log or print)   # missing data stops the run before anything is written
-    net, folder, log, devices = _open_run(config, log, data, lock)
+    net, folder, log, device_names = _open_run(config, log, data, lock)
     position.run_log = folder.file("run.log")
-    timings = folder.read_json("timings.json", default={}) or {}
+    timings = _read_timings(folder, log)
     w_start = start_weights(config, net)
     if model.has_init_phase:
         w_ini = _init_phase(config, folder, net, w_start, splits["init_pool"], timings, log, position)
     else:
         w_ini = w_start
         _save_weights(folder, "W_INI.npz", net, w_ini)
-    counts = _spike_count_phase(config, folder, net, w_ini, splits, timings, log, compute_devices(config), position)
-    summary = _readout_phase(config, folder, counts, timings, log, position)
+    devices = compute_devices(config)
+    counts = _spike_count_phase(config, folder, net, w_ini, splits, timings, log, devices, position)
+    rasters = _rasters(config, folder, net, w_ini, splits, log, devices, position)
+    summary, history = _readout_phase(config, folder, counts, timings, log, position)
     position.at = "the plots"
-    _plots(config, folder, net, w_start, w_ini, log)
+    _plots(config, folder, net, w_start, w_ini, history, rasters, log)
     summary.update(model=model.name, dataset=config.dataset, dataset_title=config.dataset_title,
                    dataset_simulated=config.dataset_simulated, version=config.version,
                    net_num=config.net_num, liquid=format_dims(net.dims), n_res=net.n_res,
-                   scalars=config.scalars, devices=devices, timings_s=timings,
+                   scalars=config.scalars, devices=device_names, timings_s=timings,
                    mean_rate_hz={s: float(counts[s]["counts"].mean() * 1000.0 / config.duration_ms)
                                  for s in SPLIT_ORDER},
                    complete=True)
@@ -104,6 +110,21 @@ def _run(config: RunConfig, log, lock: RunLock, position: Position) -> dict:
         f"{100 * summary['test_acc_at_best']:.2f} % (validation {100 * summary['best_valid_acc']:.2f} %) "
         f"on {config.dataset_title}")
     return summary
+
+
+def _recovering(log, exc: DamagedFile, action: str) -> None:
+    """The one log line of a recovery: which file, what is wrong with it, and what is done about it."""
+    log(f"{Path(exc.path).name} is damaged ({exc.reason}): {action}.")
+
+
+def _read_timings(folder: RunFolder, log) -> dict:
+    """timings.json ({phase: seconds}); a damaged one restarts the tally (the times are not results)."""
+    try:
+        return folder.read_json("timings.json", run_checks.timings) or {}
+    except DamagedFile as exc:
+        _recovering(log, exc, "the times of earlier invocations are lost; timing again from now on")
+        folder.remove("timings.json")
+        return {}
 
 
 def settle_engine(config: RunConfig) -> RunConfig:
@@ -145,6 +166,9 @@ def _open_run(config: RunConfig, log, data, lock: RunLock):
     log = log or RunLog(folder.file("run.log"))
     log(f"=== {config.model} on {config.dataset_title} - VERSION {config.version} "
         f"({'resuming' if resuming else 'new run'}) in {folder.path}")
+    if resuming and folder.manifest.status != "ok":
+        log(f"manifest.json is {folder.manifest.status}: the run's files are checked by their format alone "
+            f"and recorded in a new manifest as they are read")
     if lock.taken_over is not None:
         log(f"the previous owner of this run ({lock.taken_over.describe()}) is gone; its lock was taken over")
     for message in early_messages:
@@ -231,9 +255,16 @@ INIT_CHUNK = 250          # snapshots per compiled call and per checkpoint (5000
 
 def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log, position=None) -> np.ndarray:
     """One stream of `init_samples` shuffled training samples, 20 ms each, batch 1 (SPEC 3.7 step 1);
-    checkpointed every chunk so that an interrupted init resumes.  Returns W_INI [n_syn]."""
-    if folder.file("W_INI.npz").exists():
-        return folder.load_npz("W_INI.npz")["weights"]
+    checkpointed every chunk so that an interrupted init resumes.  Returns W_INI [n_syn].  A damaged
+    W_INI.npz is derived again from the checkpoint, a damaged checkpoint by starting the phase again."""
+    syn = net.synapses()
+    try:
+        saved = folder.read_npz("W_INI.npz", run_checks.weights(syn.post, syn.pre, net.n_neurons))
+        if saved is not None:
+            return saved["weights"]
+    except DamagedFile as exc:
+        _recovering(log, exc, "deriving it again from the init phase's checkpoint")
+        folder.remove("W_INI.npz")
     from lsm_core.simulator import StreamCarry, plastic_simulator
 
     order = np.random.default_rng([config.seed, 4]).permutation(len(pool))[: config.init_samples]
@@ -241,9 +272,17 @@ def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log, pos
     duration = PAPER.protocol.init_duration_ms
     zeros = np.zeros((1, net.n_neurons), np.float32)
     carry, done = StreamCarry(w_start[np.newaxis], zeros, zeros), 0
-    if folder.file("init_state.npz").exists():
-        saved = folder.load_npz("init_state.npz")
-        carry, done = StreamCarry(saved["weights"], saved["trace"], saved["calcium"]), int(saved["done"])
+    try:
+        saved = folder.read_npz("init_state.npz", run_checks.init_state(net.n_syn, net.n_neurons,
+                                                                        config.init_samples))
+    except DamagedFile as exc:
+        _recovering(log, exc, "running the init phase again from its start")
+        folder.remove("init_state.npz")
+        saved = None
+    if saved is not None:
+        carry = StreamCarry(saved["weights"].astype(np.float32), saved["trace"].astype(np.float32),
+                            saved["calcium"].astype(np.float32))
+        done = int(saved["done"])
     rule = config.model_spec.init_rule
     log(f"init phase: {rule} over {config.init_samples} shuffled training samples x {duration} ms, batch 1"
         + (f" (resuming after {done})" if done else ""))
@@ -294,12 +333,17 @@ def compute_devices(config: RunConfig):
 
 def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings, log, devices=None,
                        position=None) -> dict:
-    """Simulate every split block by block; returns {split: {"counts", "labels"}}."""
+    """Simulate every split block by block; returns {split: {"counts", "labels", "index"}}.
+
+    A damaged counts_<split>.npz is derived again by simulating that split only; a damaged block file
+    by simulating that block again."""
     batch, per_block = config.batch_size, config.batches_per_block
     block_size = batch * per_block
     position = position or Position()
-    todo = {s: [b for b in range(config.split_sizes[s] // block_size) if not folder.has_block(s, b)]
-            for s in SPLIT_ORDER if not folder.counts_file(s).exists()}
+    stored = {split: _stored_counts(config, folder, net, splits[split], split, log) for split in SPLIT_ORDER}
+    todo = {s: [b for b in range(config.split_sizes[s] // block_size)
+                if not _has_good_block(config, folder, net, s, b, log)]
+            for s in SPLIT_ORDER if stored[s] is None}
     remaining = sum(len(blocks) for blocks in todo.values()) * block_size
     if remaining:
         done = sum(config.split_sizes.values()) - remaining
@@ -339,7 +383,52 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
                                       raster_index=_stack(raster_index, (0,), np.int64),
                                       raster_astro=_stack(astro, (0, config.duration_ms), np.float32))
                     _add_time(folder, timings, f"spike_counts_{split}", time.perf_counter() - start_time)
-    return {split: _assemble(config, folder, split, block_size) for split in SPLIT_ORDER}
+    return {split: stored[split] if stored[split] is not None else _assemble(config, folder, net, split, block_size)
+            for split in SPLIT_ORDER}
+
+
+def _stored_counts(config, folder: RunFolder, net, data, split: str, log) -> dict | None:
+    """counts_<split>.npz after its checks (its labels must be the data's), or None when it is not there
+    yet; a damaged one is deleted, with a log line, so that the split is simulated again."""
+    n = config.split_sizes[split]
+    check = run_checks.counts(0, n, net.n_res, config.duration_ms)
+
+    def check_with_labels(arrays):
+        check(arrays)
+        if not np.array_equal(arrays["labels"], data.labels[:n]):
+            raise ValueError(f"its labels are not those of the first {n} {split} samples of the data")
+    name = folder.counts_file(split).name
+    try:
+        return folder.read_npz(name, check_with_labels)
+    except DamagedFile as exc:
+        _recovering(log, exc, f"simulating the {split} split again")
+        folder.remove(name)
+        return None
+
+
+def _has_good_block(config, folder: RunFolder, net, split: str, block: int, log) -> bool:
+    """True when the block file is there and passes its checks; a damaged one is deleted (log line)."""
+    try:
+        return folder.read_block(split, block, _block_check(config, net, block)) is not None
+    except DamagedFile as exc:
+        _recovering(log, exc, f"simulating that {split} block again")
+        folder.remove_block(split, block)
+        return False
+
+
+def _block_check(config, net, block: int) -> run_checks.Check:
+    size = config.batch_size * config.batches_per_block
+    first = block * size
+    return run_checks.block(first, size, net.n_res, net.n_neurons, config.duration_ms,
+                            raster_index(config.batch_size, first, size))
+
+
+def raster_index(batch_size: int, first: int, n: int) -> np.ndarray:
+    """Samples first..first+n-1 (whole batches) whose rasters are kept, int64 [k]: `raster_rows` of
+    every batch that holds sample 0, raster_every, 2 raster_every, ... of its split."""
+    rows = raster_rows(batch_size)
+    parts = [start + rows for start in range(first, first + n, batch_size) if _raster_batch(start, batch_size)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
 def _read_ahead(load: Callable, items) -> Iterator:
@@ -390,24 +479,70 @@ def _stack(parts, empty_shape, dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(empty_shape, dtype)
 
 
-def _assemble(config, folder: RunFolder, split: str, block_size: int) -> dict:
+def _assemble(config, folder: RunFolder, net, split: str, block_size: int) -> dict:
     """Join a split's blocks into counts_<split>.npz and add its rasters to rasters.npz."""
-    if folder.counts_file(split).exists():
-        return folder.load_npz(folder.counts_file(split).name)
-    blocks = [folder.load_block(split, b) for b in range(config.split_sizes[split] // block_size)]
+    n_blocks = config.split_sizes[split] // block_size
+    blocks = [folder.load_block(split, b, _block_check(config, net, b)) for b in range(n_blocks)]
     data = {"counts": np.concatenate([b["counts"] for b in blocks]),
             "labels": np.concatenate([b["labels"] for b in blocks]),
             "index": np.concatenate([b["index"] for b in blocks])}
-    rasters = folder.load_npz("rasters.npz") if folder.file("rasters.npz").exists() else {}
+    try:
+        rasters = folder.read_npz("rasters.npz") or {}
+    except DamagedFile:             # the other splits' rasters are checked, and recovered, by `_rasters`
+        rasters = {}
     rasters[f"{split}_spikes"] = np.concatenate([b["raster_spikes"] for b in blocks])
     rasters[f"{split}_index"] = np.concatenate([b["raster_index"] for b in blocks])
     rasters[f"{split}_astro"] = np.concatenate([b["raster_astro"] for b in blocks])
     rasters[f"{split}_labels"] = data["labels"][rasters[f"{split}_index"]]
     folder.save_npz("rasters.npz", **rasters)
     folder.save_npz(folder.counts_file(split).name, **data)
-    for b in range(len(blocks)):
-        folder.block_file(split, b).unlink()
+    for b in range(n_blocks):
+        folder.remove_block(split, b)
     return data
+
+
+def _rasters(config, folder: RunFolder, net, weights, splits, log, devices=None, position=None) -> dict:
+    """rasters.npz after its checks.  A split whose part is missing or damaged gets its rasters back by
+    simulating again only the batches whose rasters are kept (the same inputs and keys give the same
+    spikes), with one log line."""
+    try:
+        rasters, reason = folder.read_npz("rasters.npz") or {}, None
+    except DamagedFile as exc:
+        rasters, reason = {}, exc.reason
+        folder.remove("rasters.npz")
+    indices = {split: raster_index(config.batch_size, 0, config.split_sizes[split]) for split in SPLIT_ORDER}
+    bad = {}
+    for split in SPLIT_ORDER:
+        try:
+            run_checks.split_rasters(split, indices[split], net.n_neurons, config.duration_ms)(rasters)
+        except ValueError as exc:
+            bad[split] = reason or str(exc)
+    if not bad:
+        return rasters
+    batch = config.batch_size
+    starts = {split: [start for start in range(0, config.split_sizes[split], batch) if _raster_batch(start, batch)]
+              for split in bad}
+    why = reason or "; ".join(f"{split}: {problem}" for split, problem in bad.items())
+    log(f"rasters.npz is {'damaged' if reason or folder.file('rasters.npz').exists() else 'missing'} ({why}): "
+        f"simulating again the {sum(map(len, starts.values()))} batches whose rasters it keeps "
+        f"({', '.join(bad)})")
+    (position or Position()).at = "the rasters (simulating again the batches whose rasters are kept)"
+    simulate_batch = batch_simulator(config, net, weights, devices, log)
+    rows = np.asarray(raster_rows(batch), np.int64)
+    for split, split_starts in starts.items():
+        spikes, astro = [], []
+        for start in split_starts:
+            index = np.arange(start, start + batch)
+            _, raster, astro_rows = simulate_batch(splits[split].inputs(index, config.duration_ms),
+                                                   sample_keys(config.seed, split, index), rows)
+            spikes.append(raster)
+            astro.append(astro_rows)
+        rasters[f"{split}_spikes"] = _stack(spikes, (0, config.duration_ms, net.n_neurons), bool)
+        rasters[f"{split}_index"] = indices[split]
+        rasters[f"{split}_astro"] = _stack(astro, (0, config.duration_ms), np.float32)
+        rasters[f"{split}_labels"] = splits[split].labels[indices[split]]
+    folder.save_npz("rasters.npz", **rasters)
+    return rasters
 
 
 def _add_time(folder: RunFolder, timings: dict, key: str, seconds: float) -> None:
@@ -419,25 +554,24 @@ def _add_time(folder: RunFolder, timings: dict, key: str, seconds: float) -> Non
 # Phase: readout
 # ----------------------------------------------------------------------------------------------
 
-def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log, position=None) -> dict:
-    from lsm_core.readout import (
-        ReadoutState,
-        best_epoch,
-        normalise_counts,
-        train_readout,
-    )
+READOUT_STATE = "readout_state.npz"
+READOUT_PREVIOUS = "readout_state_previous.npz"     # the checkpoint before it: a fallback if the last is damaged
+
+
+def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log, position=None) -> tuple:
+    """Train (or resume) the readout; returns (the summary's readout entries, the history rows).
+
+    Every chunk of epochs is checkpointed: readout_state.npz holds the state and the history so far, the
+    previous checkpoint stays beside it as readout_state_previous.npz, and history.csv is written from
+    the state.  A damaged checkpoint falls back to the previous one, else the readout is trained again
+    from zero; a damaged history.csv is written again from the state."""
+    from lsm_core.readout import best_epoch, normalise_counts, train_readout
 
     features = {s: (normalise_counts(counts[s]["counts"], config.batch_size), counts[s]["labels"])
                 for s in SPLIT_ORDER}
-    state_path, history_path = folder.file("readout_state.npz"), folder.file("history.csv")
-    state, history = None, []
-    if state_path.exists():
-        state = ReadoutState.load(state_path)
-        history = [row for row in read_history_csv(history_path) if row["epoch"] <= state.epoch] \
-            if history_path.exists() else []
-        if len(history) != state.epoch:         # history lost: the only safe way is to start over
-            log("readout: history.csv does not match the saved readout state; training the readout again.")
-            state, history = None, []
+    n_features = features["train"][0].shape[1]
+    state, history = _resume_readout(folder, n_features, log)
+    _check_history_csv(folder, history, log)
     start_epoch = state.epoch if state else 0
     position = position or Position()
     position.at = f"the readout, {start_epoch} of {config.readout_epochs} epochs done"
@@ -448,8 +582,10 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log, 
 
             def checkpoint(new_state, rows):
                 history.extend(rows)
-                folder.write_text("history.csv", history_to_csv(history))   # history first, then state:
-                new_state.save(state_path)                                    # a resume truncates history
+                if folder.file(READOUT_STATE).exists():
+                    folder.rename(READOUT_STATE, READOUT_PREVIOUS)
+                folder.save_npz(READOUT_STATE, **new_state.to_arrays(), history=_history_array(history))
+                folder.write_text("history.csv", history_to_csv(history))
                 position.at = f"the readout, {new_state.epoch} of {config.readout_epochs} epochs done"
                 _add_time(folder, timings, "readout", time.perf_counter() - last[0])
                 last[0] = time.perf_counter()
@@ -471,19 +607,96 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log, 
     return {"best_epoch": int(best["epoch"]), "best_valid_acc": float(best["valid_acc"]),
             "test_acc_at_best": float(best["test_acc"]), "train_acc_at_best": float(best["train_acc"]),
             "final_epoch": int(final["epoch"]), "final_train_acc": float(final["train_acc"]),
-            "final_valid_acc": float(final["valid_acc"]), "final_test_acc": float(final["test_acc"])}
+            "final_valid_acc": float(final["valid_acc"]), "final_test_acc": float(final["test_acc"])}, history
+
+
+def _resume_readout(folder: RunFolder, n_features: int, log) -> tuple:
+    """(state, history rows) of the last good readout checkpoint, or (None, []) to start from zero.
+
+    The newest checkpoint is tried first, then the previous one.  Checkpoints written before the history
+    was kept inside them take their history from history.csv (it must cover every epoch of the state)."""
+    from lsm_core.readout import ReadoutState
+
+    def check(arrays):
+        state = ReadoutState.from_arrays(arrays)
+        if state.n_features != n_features:
+            raise ValueError(f"it has {state.n_features} inputs but the spike counts have {n_features}")
+        if "history" in arrays:
+            history = _history_rows(arrays["history"])
+            if len(history) != state.epoch:
+                raise ValueError(f"it holds {len(history)} epochs of history for {state.epoch} epochs")
+            run_checks.history_rows(history)
+
+    failures = []
+    for name in (READOUT_STATE, READOUT_PREVIOUS):
+        try:
+            arrays = folder.read_npz(name, check)
+        except DamagedFile as exc:
+            failures.append(exc)
+            folder.remove(name)
+            continue
+        if arrays is None:
+            continue
+        state = ReadoutState.from_arrays(arrays)
+        history = _history_rows(arrays["history"]) if "history" in arrays else _history_from_csv(folder, state.epoch)
+        if history is None:
+            log("readout: history.csv does not match the saved readout state; training the readout again.")
+            return None, []
+        if failures:
+            _recovering(log, failures[0], f"continuing the readout from the checkpoint before it (epoch {state.epoch})")
+        return state, history
+    if failures:
+        _recovering(log, failures[0], "no good readout checkpoint is left, so the readout is trained again from zero")
+    return None, []
+
+
+def _history_from_csv(folder: RunFolder, epochs: int) -> list | None:
+    """The first `epochs` rows of history.csv (a checkpoint made before history was kept inside it), or
+    None when the file does not cover them."""
+    try:
+        text = folder.read_text("history.csv")
+        rows = parse_history_csv(text or "")
+        run_checks.history_rows(rows)
+    except (DamagedFile, ValueError, TypeError):
+        return None
+    return rows[:epochs] if len(rows) >= epochs else None
+
+
+def _check_history_csv(folder: RunFolder, history: list, log) -> None:
+    """Write history.csv again from the readout state's history when it is damaged, missing or different."""
+    expected = history_to_csv(history)
+    try:
+        if folder.read_text("history.csv") == expected:
+            return
+        damaged = None
+    except DamagedFile as exc:
+        damaged = exc
+    if damaged is not None:
+        _recovering(log, damaged, "writing it again from the readout state")
+    if history or folder.file("history.csv").exists():
+        folder.write_text("history.csv", expected)
+
+
+def _history_array(history: list) -> np.ndarray:
+    """History rows as float64 [epochs, 6] (columns HISTORY_COLUMNS), stored inside the readout state."""
+    return np.array([[row[name] for name in HISTORY_COLUMNS] for row in history], np.float64).reshape(-1, 6)
+
+
+def _history_rows(array: np.ndarray) -> list:
+    if array.ndim != 2 or array.shape[1] != len(HISTORY_COLUMNS):
+        raise ValueError(f"its history has shape {list(array.shape)}, expected [epochs, {len(HISTORY_COLUMNS)}]")
+    return [{name: int(value) if name == "epoch" else float(value) for name, value in zip(HISTORY_COLUMNS, row)}
+            for row in array.tolist()]
 
 
 # ----------------------------------------------------------------------------------------------
 # Plots
 # ----------------------------------------------------------------------------------------------
 
-def _plots(config, folder: RunFolder, net, w_start, w_ini, log) -> None:
-
+def _plots(config, folder: RunFolder, net, w_start, w_ini, history: list, rasters: dict, log) -> None:
+    """The run's figures, drawn from the checked results in memory and recorded in the manifest."""
     title = f"{config.model} on {config.dataset_title}, VERSION {config.version}"
-    written = [plots.plot_accuracy(read_history_csv(folder.file("history.csv")), folder.file("accuracy.png"),
-                                   title=title)]
-    rasters = folder.load_npz("rasters.npz")
+    written = [plots.plot_accuracy(history, folder.file("accuracy.png"), title=title)]
     if len(rasters.get("valid_spikes", ())):
         label = int(rasters["valid_labels"][0])
         written.append(plots.plot_raster(
@@ -499,4 +712,6 @@ def _plots(config, folder: RunFolder, net, w_start, w_ini, log) -> None:
         by_class = [{name: weights[classes == c] for c, name in names.items()} for weights in (w_start, w_ini)]
         written.append(plots.plot_weight_histograms(*by_class, folder.file("weights.png"),
                                                     title=f"{title}: weights before and after the init phase"))
+    for path in written:
+        folder.record(path)
     log("plots: " + ", ".join(path.name for path in written))

@@ -136,11 +136,15 @@ class ReadoutState(NamedTuple):
 
     def save(self, path):
         """Write the state as an npz file atomically."""
+        return atomic_save_npz(path, **self.to_arrays())
+
+    def to_arrays(self) -> dict:
+        """The state as the arrays of its npz file."""
         arrays = {name: np.asarray(getattr(self, name)) for name in self._fields}
         arrays["epoch"] = np.asarray(int(self.epoch), np.int64)
         arrays["best_epoch"] = np.asarray(int(self.best_epoch), np.int64)
         arrays["best_valid_acc"] = np.asarray(float(self.best_valid_acc), np.float64)
-        return atomic_save_npz(path, **arrays)
+        return arrays
 
     @classmethod
     def load(cls, path) -> "ReadoutState":
@@ -151,20 +155,35 @@ class ReadoutState(NamedTuple):
         except (OSError, ValueError) as exc:
             raise UserError(f"readout state {path} cannot be read ({exc}); delete it to start the "
                             f"readout training again.") from None
+        try:
+            return cls.from_arrays(data)
+        except ValueError as exc:
+            raise UserError(f"readout state {path} is not usable ({exc}). Delete it to start the readout "
+                            f"training again.") from None
+
+    @classmethod
+    def from_arrays(cls, data: dict) -> "ReadoutState":
+        """The state held by the arrays of its npz file; ValueError naming what is missing or wrong."""
         missing = [name for name in cls._fields if name not in data]
         if missing:
-            raise UserError(f"readout state {path} lacks {', '.join(missing)}; it was not written by this "
-                            f"version of the toolkit. Delete it to start the readout training again.")
+            raise ValueError(f"it lacks {', '.join(missing)}; it was not written by this version of the toolkit")
         values = {}
         for name in cls._fields:
-            if name in ("epoch", "best_epoch"):
-                values[name] = int(data[name])
-            elif name == "best_valid_acc":
-                values[name] = float(data[name])
+            if data[name].dtype.kind not in "iuf":
+                raise ValueError(f"its {name} has dtype {data[name].dtype}, expected numbers")
+            if name in ("epoch", "best_epoch", "best_valid_acc"):
+                if data[name].shape != ():
+                    raise ValueError(f"its {name} has shape {list(data[name].shape)}, expected a single number")
+                values[name] = float(data[name]) if name == "best_valid_acc" else int(data[name])
             else:
                 values[name] = np.asarray(data[name], np.float32)
+                if not np.all(np.isfinite(values[name])):
+                    raise ValueError(f"its {name} holds NaN or infinite values")
         state = cls(**values)
         state.check()
+        if not (0 <= state.best_epoch <= state.epoch and -1.0 <= state.best_valid_acc <= 1.0):
+            raise ValueError(f"its best epoch {state.best_epoch} (validation accuracy {state.best_valid_acc}) "
+                             f"does not fit its {state.epoch} epochs")
         return state
 
     def check(self) -> None:

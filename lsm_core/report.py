@@ -24,6 +24,7 @@ import argparse
 import csv
 import dataclasses
 import io
+import json
 import math
 import sys
 from collections import Counter
@@ -35,9 +36,10 @@ import numpy as np
 from lsm_core import paper_results
 from lsm_core.config import MODELS, RunConfig
 from lsm_core.errors import UserError
-from lsm_core.runfolder import read_history_csv, run_config, run_folder_path
+from lsm_core.run_checks import history_rows
+from lsm_core.runfolder import MANIFEST_NAME, Manifest, parse_history_csv, run_config, run_folder_path
 from lsm_core.runlock import STALE_AFTER_S, folder_owner
-from lsm_core.storage import read_json_file
+from lsm_core.storage import load_npz, read_json_file
 
 __all__ = [
     "FORMATS",
@@ -89,13 +91,61 @@ def is_simulated(params) -> bool:
     return False
 
 
-def _history(path: Path) -> list:
-    """(epoch, train_acc, valid_acc, test_acc) rows of history.csv; [] when missing or unreadable."""
-    try:
-        rows = read_history_csv(path)
-    except (OSError, ValueError, KeyError):
+def _history(text: str | None) -> list:
+    """(epoch, train_acc, valid_acc, test_acc) rows of history.csv's text; [] when there is none.
+    ValueError when the text is not a readout history."""
+    if text is None:
         return []
+    rows = parse_history_csv(text)
+    history_rows(rows)
     return [(row["epoch"], row["train_acc"], row["valid_acc"], row["test_acc"]) for row in rows]
+
+
+class _CheckedReader:
+    """Reads a run folder's files for the report, checked against the run's manifest.json: the files
+    the report uses in full (SHA-256 and format), every other recorded file by its size alone (cheap,
+    and enough to see a file deleted or cut short).  `damaged` lists the files that failed."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.manifest = Manifest(folder / MANIFEST_NAME)
+        self.damaged: list = []
+
+    def read(self, name: str, parse):
+        """parse(text) of file `name`, or None when it does not exist (and is not recorded) or is damaged."""
+        path = self.folder / name
+        if self.manifest.problem(name, path):
+            self.damaged.append(name)
+            return None
+        try:
+            return parse(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError):
+            self.damaged.append(name)
+            return None
+
+    def check_sizes(self) -> None:
+        """Add every recorded file that is missing or has another size than its record."""
+        for name, entry in sorted(self.manifest.entries.items()):
+            if name in self.damaged:
+                continue
+            try:
+                if (self.folder / name).stat().st_size != entry["size"]:
+                    self.damaged.append(name)
+            except OSError:
+                self.damaged.append(name)
+
+    @property
+    def status(self) -> str:
+        return "damaged: " + ", ".join(self.damaged)
+
+
+def _json_mapping(text: str) -> dict:
+    content = json.loads(text)
+    if not isinstance(content, dict):
+        raise ValueError("not a JSON object")
+    return content
 
 
 # ----------------------------------------------------------------------------------------------
@@ -167,9 +217,8 @@ def _status(folder: Path, config: RunConfig, summary, epochs: int) -> str:
     if config.model_spec.has_init_phase and not (folder / "W_INI.npz").exists():
         done = 0
         try:
-            with np.load(folder / "init_state.npz", allow_pickle=False) as state:
-                done = int(state["done"])
-        except (OSError, ValueError, KeyError):
+            done = int(load_npz(folder / "init_state.npz")["done"])
+        except (OSError, ValueError, KeyError, TypeError):
             pass
         return f"init {100.0 * done / max(config.init_samples, 1):.0f}%"
     sizes = config.split_sizes
@@ -203,21 +252,26 @@ def _collect_run(version: int, output_root=None) -> RunRecord:
     folder = run_folder_path(version, output_root)
     if not folder.is_dir():
         return RunRecord(version, "missing")
-    params = read_json_file(folder / "params.json")
-    if not isinstance(params, dict):
+    files = _CheckedReader(folder)
+    params = files.read("params.json", _json_mapping)
+    if files.damaged:
+        return RunRecord(version, files.status)
+    if params is None:
         return RunRecord(version, "no params.json")
     try:
         config = run_config(params)
     except (UserError, TypeError, ValueError):
         return RunRecord(version, "unreadable params.json")
-    summary = read_json_file(folder / "summary.json")
-    history = _history(folder / "history.csv")
+    summary = files.read("summary.json", _json_mapping)
+    history = files.read("history.csv", _history) or []
+    timings = files.read("timings.json", _json_mapping)
+    files.check_sizes()
     record = RunRecord(version, "", model=config.model, dataset=config.dataset,
                        simulated=is_simulated(params) or is_simulated(summary),
                        liquid="x".join(str(int(d)) for d in config.dims), net_num=config.net_num,
                        n_res=int(np.prod(config.dims)) if all(config.dims) else None,
                        scalars=dict(config.scalars), epochs=len(history), readout_epochs=config.readout_epochs,
-                       times_s=_phase_times(read_json_file(folder / "timings.json")), history=history)
+                       times_s=_phase_times(timings), history=history)
     if isinstance(summary, dict):
         if isinstance(summary.get("n_res"), int):
             record.n_res = summary["n_res"]
@@ -230,7 +284,7 @@ def _collect_run(version: int, output_root=None) -> RunRecord:
         best = max(range(len(history)), key=lambda k: (valid[k] if not math.isnan(valid[k]) else -1.0, -k))
         record.best_epoch, _, record.best_valid_acc, record.test_acc_at_best = history[best]
         record.final_train_acc = history[-1][1]
-    record.status = _status(folder, config, summary, len(history))
+    record.status = files.status if files.damaged else _status(folder, config, summary, len(history))
     return record
 
 

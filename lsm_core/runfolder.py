@@ -3,6 +3,11 @@
 File I/O only; the protocol that decides what to compute lives in `pipeline.py`.  Every file is
 written atomically, so an interrupted run leaves only complete files behind, and a re-run with the
 same identity (params.json) skips whatever is already there.
+
+Every file written through `RunFolder` is recorded with its size and SHA-256 in `manifest.json`, and
+every file read back through it is checked against that record and then against its expected format
+(`run_checks.py`) before use: a file that was cut short, overwritten, changed by a single byte or
+deleted raises `DamagedFile` instead of giving a traceback or silently different numbers.
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -19,15 +25,17 @@ from pathlib import Path
 import numpy as np
 
 from lsm_core.config import MODELS, PAPER, RunConfig
-from lsm_core.errors import UserError
+from lsm_core.errors import DamagedFile, UserError
 from lsm_core.runlock import LOCK_NAME
 from lsm_core.storage import (
+    WriteFailed,
     as_json,
-    atomic_save_npz,
-    atomic_write_json,
-    atomic_write_text,
+    atomic_write_bytes,
+    bytes_sha256,
     file_sha256,
+    json_bytes,
     load_npz,
+    npz_bytes,
     read_json_file,
 )
 
@@ -68,14 +76,89 @@ def config_identity(config: RunConfig) -> dict:
     return as_json(identity)
 
 
-class RunFolder:
-    """One VERSION's output folder."""
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+# The fix an analysis tool gives for a damaged file of a run: the run itself derives such files again.
+RERUN_TO_REPAIR = ("Re-run the run's own script with the same answers (it checks every file and derives "
+                   "damaged ones again), then this command.")
 
-    def __init__(self, config: RunConfig, guard: Callable[[], None] | None = None):
-        """`guard` is called before every write (the run lock's `check`: it raises once the lock is lost)."""
+
+class Manifest:
+    """manifest.json: the size and SHA-256 of every file a run wrote, keyed by its path in the folder
+    ("counts_test.npz", "blocks/train_block_00003.npz").  run.log is not in it: it is only appended to,
+    never read back.
+
+    `status` says what was found when the folder was opened: "ok"; "missing" (a new folder, or one
+    written before manifests existed); or "damaged".  In the last two cases the files on disk are
+    checked by their format alone, and recorded as they are read or written again.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: dict = {}
+        self.status = "missing"
+        if path.exists():
+            content = read_json_file(path)
+            entries = content.get("files") if isinstance(content, dict) else None
+            if isinstance(entries, dict) and all(_valid_entry(e) for e in entries.values()):
+                self.entries, self.status = entries, "ok"
+            else:
+                self.status = "damaged"
+
+    def problem(self, name: str, path: Path) -> str | None:
+        """Why the file `name` (at `path`) is not the one recorded; None when it matches or is not recorded."""
+        entry = self.entries.get(name)
+        if entry is None:
+            return None
+        try:
+            size = path.stat().st_size
+            if size != entry["size"]:
+                return f"it has {size} bytes where {MANIFEST_NAME} records {entry['size']}"
+            if file_sha256(path) != entry["sha256"]:
+                return f"its SHA-256 differs from the one in {MANIFEST_NAME}: its bytes changed after it was written"
+        except FileNotFoundError:
+            return f"it is missing, but {MANIFEST_NAME} records it"
+        except OSError as exc:
+            return f"it cannot be read ({exc.strerror or exc})"
+        return None
+
+    def record(self, name: str, size: int, sha256: str) -> None:
+        self.entries[name] = {"size": int(size), "sha256": sha256}
+
+    def forget(self, name: str) -> None:
+        self.entries.pop(name, None)
+
+    def to_bytes(self) -> bytes:
+        return json_bytes({"format": MANIFEST_FORMAT, "files": self.entries})
+
+
+def _valid_entry(entry) -> bool:
+    return (isinstance(entry, dict) and isinstance(entry.get("size"), int)
+            and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64)
+
+
+class RunFolder:
+    """One VERSION's output folder: its paths, and every write and read-back of its files (checked)."""
+
+    def __init__(self, config: RunConfig, guard: Callable[[], None] | None = None, repair: str | None = None):
+        """`guard` is called before every write (the run lock's `check`: it raises once the lock is lost);
+        `repair` is the fix a DamagedFile message gives (default: delete the file and re-run).  Without a
+        guard (an analysis tool reading a run) reading never writes: files missing from the manifest are
+        checked by their format but not recorded."""
         self.path = run_folder_path(config.version, config.output_root or None)
+        self.repair = repair or "Delete it and re-run the same command to recompute it."
         self.blocks_dir = self.path / "blocks"
         self._guard = guard or (lambda: None)
+        self._records_reads = guard is not None
+        self._manifest: Manifest | None = None
+        self._networks = (config.net_num, config.networks_dir)
+
+    @property
+    def manifest(self) -> Manifest:
+        """The folder's manifest, read on first use."""
+        if self._manifest is None:
+            self._manifest = Manifest(self.path / MANIFEST_NAME)
+        return self._manifest
 
     # -- paths ------------------------------------------------------------------------------
     def file(self, name: str) -> Path:
@@ -104,19 +187,36 @@ class RunFolder:
                         shutil.rmtree(path)
                     else:
                         path.unlink()
+                self._manifest = None
             else:
                 raise UserError(f"--overwrite refuses to delete {self.path}: it has no params.json, so it "
                                 f"does not look like a run folder. Move it away or choose another VERSION.")
         resuming = False
-        if params_path.exists():
-            try:
-                previous = json.loads(params_path.read_text(encoding="utf-8"))["identity"]
-            except (OSError, ValueError, KeyError, TypeError):
-                raise UserError(f"{params_path} is unreadable, so this run cannot be resumed safely. Use "
-                                f"--overwrite to start VERSION again, or choose another VERSION.") from None
+        if not params_path.exists() and "params.json" not in self.manifest.entries and self._holds_run_files():
+            raise DamagedFile(params_path, "it is missing, but the folder holds files of a run; without it "
+                              "there is no telling which answers and options made them",
+                              fix="Restore it from a copy, or add --overwrite to start this VERSION again, or "
+                                  "choose another VERSION.")
+        if params_path.exists() or "params.json" in self.manifest.entries:
+            previous = self._recorded_identity(params_path)
             if previous != identity:
+                damage = self.manifest.problem("params.json", params_path)
+                if damage:
+                    raise DamagedFile(params_path, damage + "; it holds what this run is (its answers and "
+                                      "options), which cannot be derived again",
+                                      fix="Restore it from a copy, or add --overwrite to start this VERSION "
+                                          "again, or choose another VERSION.")
+                changes = describe_differences(previous, identity)
+                if set(changes) == {"network_sha256"}:
+                    from lsm_core.network import network_path
+                    path = network_path(*self._networks)
+                    raise UserError(
+                        f"the liquid {path} is not the one this run was made with: its SHA-256 differs from "
+                        f"the one in {params_path} (it was regenerated, replaced or damaged). Restore the "
+                        f"original Network file (or point --networks-dir at it) to resume, or add "
+                        f"--overwrite to start this VERSION again with this liquid.")
                 raise UserError(
-                    f"{self.path} holds a run with different parameters ({describe_differences(previous, identity)}). "
+                    f"{self.path} holds a run with different parameters ({'; '.join(changes.values())}). "
                     f"Re-run with the same answers and options to resume it, choose another VERSION, or "
                     f"add --overwrite to delete it and start again.")
             resuming = True
@@ -128,62 +228,158 @@ class RunFolder:
         except OSError as exc:
             raise UserError(f"cannot write to the run folder {self.path} ({exc.strerror or exc}). Choose a "
                             f"writable place with --output-root, or fix the folder's permissions.") from None
-        atomic_write_json(params_path, {"identity": identity, "seed": identity["seed"], **run_info})
+        self.write_json("params.json", {"identity": identity, "seed": identity["seed"], **run_info})
         return resuming
+
+    def _recorded_identity(self, params_path: Path) -> dict:
+        """The identity in params.json; an unreadable file is DamagedFile (it cannot be derived again)."""
+        try:
+            previous = json.loads(params_path.read_text(encoding="utf-8"))["identity"]
+            if not isinstance(previous, dict):
+                raise TypeError("its identity is not a mapping")
+            return previous
+        except FileNotFoundError:
+            reason = f"it is missing, but {MANIFEST_NAME} records it"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            reason = f"it cannot be read as this toolkit's params.json ({type(exc).__name__}: {exc})"
+        raise DamagedFile(params_path, reason + "; it holds what this run is (its answers and options), which "
+                          "cannot be derived again, so the run cannot be resumed safely",
+                          fix="Restore it from a copy, or add --overwrite to start this VERSION again, or "
+                              "choose another VERSION.")
+
+    def _holds_run_files(self) -> bool:
+        """True when the folder has files a run writes (not counting the lock, run.log and empty folders)."""
+        if not self.path.is_dir():
+            return False
+        return any(path.is_file() and not path.name.startswith((LOCK_NAME, ".")) and path.name != "run.log"
+                   for path in self.path.rglob("*"))
+
+    # -- writing: atomic, and recorded in the manifest ----------------------------------------------
+    def name_of(self, path: Path) -> str:
+        """The manifest key of a file in this folder ("blocks/train_block_00003.npz")."""
+        return Path(path).relative_to(self.path).as_posix()
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Write file `name` atomically and record its size and SHA-256 in the manifest."""
+        self._guard()
+        path = atomic_write_bytes(self.file(name), data)
+        self.manifest.record(name, len(data), bytes_sha256(data))
+        self._save_manifest()
+        return path
+
+    def record(self, path: Path) -> Path:
+        """Record a file written into the folder by other means (a plot) in the manifest."""
+        self.manifest.record(self.name_of(path), Path(path).stat().st_size, file_sha256(path))
+        self._save_manifest()
+        return Path(path)
+
+    def remove(self, name: str) -> None:
+        """Delete file `name` (if there) and its manifest record."""
+        self._guard()
+        self.file(name).unlink(missing_ok=True)
+        if name in self.manifest.entries:
+            self.manifest.forget(name)
+            self._save_manifest()
+
+    def rename(self, name: str, new_name: str) -> None:
+        """Move file `name` over `new_name` atomically, and its manifest record with it.  The record moves
+        first, so that a kill at any moment leaves at least one of the two files matching its record."""
+        self._guard()
+        entry = self.manifest.entries.get(name)
+        if entry is None:
+            self.manifest.forget(new_name)
+        else:
+            self.manifest.record(new_name, entry["size"], entry["sha256"])
+        self._save_manifest()
+        try:
+            os.replace(self.file(name), self.file(new_name))
+        except OSError as exc:
+            raise WriteFailed(self.file(new_name), exc) from None
+        self.manifest.forget(name)
+        self._save_manifest()
+
+    def _save_manifest(self) -> None:
+        atomic_write_bytes(self.file(MANIFEST_NAME), self.manifest.to_bytes())
+
+    def save_npz(self, name: str, **arrays) -> Path:
+        return self.write_bytes(name, npz_bytes(**arrays))
+
+    def write_json(self, name: str, obj) -> Path:
+        return self.write_bytes(name, json_bytes(obj))
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self.write_bytes(name, text.encode("utf-8"))
+
+    # -- reading back: checked against the manifest, then against the format ---------------------------
+    def read_npz(self, name: str, check: Callable[[dict], None] | None = None) -> dict | None:
+        """The arrays of file `name`, or None when it does not exist and was never recorded (not written
+        yet).  DamagedFile when it is missing although recorded, differs from its record, cannot be read,
+        or fails `check` (a function that raises ValueError naming what is wrong)."""
+        return self._read(name, load_npz, check)
+
+    def read_json(self, name: str, check: Callable | None = None):
+        """Like `read_npz` for a JSON file: its content, or None when it was never written."""
+        return self._read(name, lambda path: json.loads(Path(path).read_text(encoding="utf-8")), check)
+
+    def read_text(self, name: str, check: Callable | None = None) -> str | None:
+        """Like `read_npz` for a text file (UTF-8)."""
+        return self._read(name, lambda path: Path(path).read_text(encoding="utf-8"), check)
+
+    def load_npz(self, name: str, check: Callable[[dict], None] | None = None) -> dict:
+        """Like `read_npz` for a file that must exist: a missing one is DamagedFile too."""
+        content = self.read_npz(name, check)
+        if content is None:
+            raise DamagedFile(self.file(name), "it does not exist", self.repair)
+        return content
+
+    def _read(self, name: str, parse: Callable, check: Callable | None):
+        path = self.file(name)
+        problem = self.manifest.problem(name, path)
+        if problem:
+            raise DamagedFile(path, problem, self.repair)
+        try:
+            content = parse(path)
+            if check is not None:
+                check(content)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            raise DamagedFile(path, reason, self.repair) from None
+        if name not in self.manifest.entries and self._records_reads:  # written before manifests existed, or
+            self.record(path)           # the manifest was lost: it passed its format checks, so record it from now on
+        return content
 
     # -- blocks of spike counts -------------------------------------------------------------------
     def has_block(self, split: str, block: int) -> bool:
         return self.block_file(split, block).exists()
 
     def save_block(self, split: str, block: int, **arrays) -> None:
-        self._guard()
-        atomic_save_npz(self.block_file(split, block), **arrays)
+        self.save_npz(self.name_of(self.block_file(split, block)), **arrays)
 
-    def load_block(self, split: str, block: int) -> dict:
-        try:
-            return load_npz(self.block_file(split, block))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"block file {self.block_file(split, block)} is damaged ({exc}); delete it and "
-                            f"re-run to recompute that block.") from None
+    def read_block(self, split: str, block: int, check: Callable[[dict], None] | None = None) -> dict | None:
+        """The arrays of one block file (see `read_npz`)."""
+        return self.read_npz(self.name_of(self.block_file(split, block)), check)
 
-    # -- generic npz / json ------------------------------------------------------------------------
-    def save_npz(self, name: str, **arrays) -> Path:
-        self._guard()
-        return atomic_save_npz(self.file(name), **arrays)
+    def load_block(self, split: str, block: int, check: Callable[[dict], None] | None = None) -> dict:
+        """Like `read_block` for a block that must exist."""
+        return self.load_npz(self.name_of(self.block_file(split, block)), check)
 
-    def load_npz(self, name: str) -> dict:
-        try:
-            return load_npz(self.file(name))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{self.file(name)} is damaged ({exc}); delete it and re-run to recompute it.") from None
-
-    def write_json(self, name: str, obj) -> Path:
-        self._guard()
-        return atomic_write_json(self.file(name), obj)
-
-    def read_json(self, name: str, default=None):
-        """The JSON content of file `name`, or `default` when it is missing or unreadable."""
-        content = read_json_file(self.file(name))
-        return default if content is None else content
-
-    def write_text(self, name: str, text: str) -> Path:
-        self._guard()
-        return atomic_write_text(self.file(name), text)
+    def remove_block(self, split: str, block: int) -> None:
+        self.remove(self.name_of(self.block_file(split, block)))
 
 
-def describe_differences(previous: dict, current: dict, prefix: str = "") -> str:
-    """"key: was A, now B; ..." for every (nested) key whose value differs."""
+def describe_differences(previous: dict, current: dict, prefix: str = "") -> dict:
+    """{"key": "key: was A, now B"} for every (nested, dotted) key whose value differs."""
     keys = sorted(set(previous) | set(current))
-    out = []
+    out = {}
     for key in keys:
         a, b = previous.get(key, "<missing>"), current.get(key, "<missing>")
         if isinstance(a, dict) and isinstance(b, dict):
-            inner = describe_differences(a, b, f"{prefix}{key}.")
-            if inner:
-                out.append(inner)
+            out.update(describe_differences(a, b, f"{prefix}{key}."))
         elif a != b:
-            out.append(f"{prefix}{key}: was {a}, now {b}")
-    return "; ".join(out)
+            out[f"{prefix}{key}"] = f"{prefix}{key}: was {a}, now {b}"
+    return out
 
 
 class RunLog:
@@ -198,8 +394,11 @@ class RunLog:
             print(message, flush=True)
         if self.path is not None:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.writelines(f"{stamp}  {line}\n" for line in str(message).splitlines() or [""])
+            try:
+                with open(self.path, "a", encoding="utf-8") as handle:
+                    handle.writelines(f"{stamp}  {line}\n" for line in str(message).splitlines() or [""])
+            except OSError as exc:
+                raise WriteFailed(self.path, exc) from None
 
 
 def raster_rows(batch_size: int, n_keep: int = PAPER.protocol.raster_samples) -> np.ndarray:

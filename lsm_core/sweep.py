@@ -502,7 +502,7 @@ def _check_versions(sweep: Sweep, paths: SweepPaths, lines: _Lines) -> None:
         differences = describe_differences({k: recorded.get(k, "<missing>") for k in expected}, expected)
         if differences:
             raise lines.error("", "first_version", f"VERSION {run.version} ({run.label}) already holds a run with "
-                                                   f"other parameters ({differences}). Choose a first_version whose "
+                                                   f"other parameters ({'; '.join(differences.values())}). Choose a first_version whose "
                                                    f"range {sweep.first_version}-{sweep.runs[-1].version} is free, "
                                                    f"or move that run folder away.")
     for other in sorted((paths.root / "sweeps").glob("*.json")):
