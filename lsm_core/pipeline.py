@@ -6,6 +6,7 @@ phases; each phase looks at the run folder, skips what is complete, and writes e
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -383,7 +384,7 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
                                       raster_index=_stack(raster_index, (0,), np.int64),
                                       raster_astro=_stack(astro, (0, config.duration_ms), np.float32))
                     _add_time(folder, timings, f"spike_counts_{split}", time.perf_counter() - start_time)
-    return {split: stored[split] if stored[split] is not None else _assemble(config, folder, net, split, block_size)
+    return {split: stored[split] if stored[split] is not None else _assemble(config, folder, net, split, block_size, log)
             for split in SPLIT_ORDER}
 
 
@@ -479,7 +480,7 @@ def _stack(parts, empty_shape, dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(empty_shape, dtype)
 
 
-def _assemble(config, folder: RunFolder, net, split: str, block_size: int) -> dict:
+def _assemble(config, folder: RunFolder, net, split: str, block_size: int, log) -> dict:
     """Join a split's blocks into counts_<split>.npz and add its rasters to rasters.npz."""
     n_blocks = config.split_sizes[split] // block_size
     blocks = [folder.load_block(split, b, _block_check(config, net, b)) for b in range(n_blocks)]
@@ -488,7 +489,9 @@ def _assemble(config, folder: RunFolder, net, split: str, block_size: int) -> di
             "index": np.concatenate([b["index"] for b in blocks])}
     try:
         rasters = folder.read_npz("rasters.npz") or {}
-    except DamagedFile:             # the other splits' rasters are checked, and recovered, by `_rasters`
+    except DamagedFile as exc:      # the other splits' rasters are checked, and recovered, by `_rasters`
+        _recovering(log, exc, f"starting it again with the {split} split's rasters (the other splits' rasters "
+                              f"are simulated again after the spike counts)")
         rasters = {}
     rasters[f"{split}_spikes"] = np.concatenate([b["raster_spikes"] for b in blocks])
     rasters[f"{split}_index"] = np.concatenate([b["raster_index"] for b in blocks])
@@ -522,10 +525,10 @@ def _rasters(config, folder: RunFolder, net, weights, splits, log, devices=None,
     batch = config.batch_size
     starts = {split: [start for start in range(0, config.split_sizes[split], batch) if _raster_batch(start, batch)]
               for split in bad}
-    why = reason or "; ".join(f"{split}: {problem}" for split, problem in bad.items())
-    log(f"rasters.npz is {'damaged' if reason or folder.file('rasters.npz').exists() else 'missing'} ({why}): "
-        f"simulating again the {sum(map(len, starts.values()))} batches whose rasters it keeps "
-        f"({', '.join(bad)})")
+    what = f"is damaged ({reason})" if reason else ("lacks the rasters of " + "; ".join(
+        f"{split} ({problem})" for split, problem in bad.items()))
+    log(f"rasters.npz {what}: simulating again the {sum(map(len, starts.values()))} batches whose rasters "
+        f"it keeps ({', '.join(bad)})")
     (position or Position()).at = "the rasters (simulating again the batches whose rasters are kept)"
     simulate_batch = batch_simulator(config, net, weights, devices, log)
     rows = np.asarray(raster_rows(batch), np.int64)
@@ -694,24 +697,45 @@ def _history_rows(array: np.ndarray) -> list:
 # ----------------------------------------------------------------------------------------------
 
 def _plots(config, folder: RunFolder, net, w_start, w_ini, history: list, rasters: dict, log) -> None:
-    """The run's figures, drawn from the checked results in memory and recorded in the manifest."""
+    """The run's figures, drawn from the checked results in memory.  Each is recorded in the manifest
+    with a digest of its inputs, so that a re-run draws only the figures that are missing, damaged or
+    out of date (after more readout epochs, say)."""
     title = f"{config.model} on {config.dataset_title}, VERSION {config.version}"
-    written = [plots.plot_accuracy(history, folder.file("accuracy.png"), title=title)]
+    figures = [("accuracy.png", (_history_array(history), title),
+                lambda path: plots.plot_accuracy(history, path, title=title))]
     if len(rasters.get("valid_spikes", ())):
-        label = int(rasters["valid_labels"][0])
-        written.append(plots.plot_raster(
-            rasters["valid_spikes"][0], folder.file("raster.png"), net.n_exc, net.n_inh,
-            title=f"{title}: validation sample {int(rasters['valid_index'][0])} (digit {label})"))
+        sample = f"{title}: validation sample {int(rasters['valid_index'][0])} (digit {int(rasters['valid_labels'][0])})"
+        figures.append(("raster.png", (rasters["valid_spikes"][0], net.n_exc, net.n_inh, sample),
+                        lambda path: plots.plot_raster(rasters["valid_spikes"][0], path, net.n_exc, net.n_inh,
+                                                       title=sample)))
         if config.model_spec.sample_rule == "nalsm":
-            written.append(plots.plot_trace(rasters["valid_astro"], folder.file("astrocyte.png"),
-                                            ylabel="astrocyte A (depression rate)",
-                                            title=f"{title}: astrocyte during validation samples"))
+            figures.append(("astrocyte.png", (rasters["valid_astro"], title),
+                            lambda path: plots.plot_trace(rasters["valid_astro"], path,
+                                                          ylabel="astrocyte A (depression rate)",
+                                                          title=f"{title}: astrocyte during validation samples")))
     if config.model_spec.has_init_phase:
         classes = net.synapses().pre_class
         names = {EXC: "E→res", INH: "I→res", INPUT: "input→res"}
         by_class = [{name: weights[classes == c] for c, name in names.items()} for weights in (w_start, w_ini)]
-        written.append(plots.plot_weight_histograms(*by_class, folder.file("weights.png"),
-                                                    title=f"{title}: weights before and after the init phase"))
-    for path in written:
-        folder.record(path)
-    log("plots: " + ", ".join(path.name for path in written))
+        figures.append(("weights.png", (classes, w_start, w_ini, title),
+                        lambda path: plots.plot_weight_histograms(
+                            *by_class, path, title=f"{title}: weights before and after the init phase")))
+    drawn = []
+    for name, inputs, draw in figures:
+        source = _digest(inputs)
+        if not folder.is_current(name, source):
+            folder.record(draw(folder.file(name)), source=source)
+            drawn.append(name)
+    log("plots: " + (", ".join(drawn) if drawn else "all up to date"))
+
+
+def _digest(parts) -> str:
+    """SHA-256 of a figure's inputs (arrays by dtype, shape and bytes; anything else by its repr)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(f"{part.dtype}{part.shape}".encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(repr(part).encode())
+    return digest.hexdigest()

@@ -122,8 +122,9 @@ class Manifest:
             return f"it cannot be read ({exc.strerror or exc})"
         return None
 
-    def record(self, name: str, size: int, sha256: str) -> None:
-        self.entries[name] = {"size": int(size), "sha256": sha256}
+    def record(self, name: str, size: int, sha256: str, source: str | None = None) -> None:
+        """Record a file; `source` (optional) is a digest of what it was made from (see RunFolder.is_current)."""
+        self.entries[name] = {"size": int(size), "sha256": sha256, **({"source": source} if source else {})}
 
     def forget(self, name: str) -> None:
         self.entries.pop(name, None)
@@ -134,7 +135,8 @@ class Manifest:
 
 def _valid_entry(entry) -> bool:
     return (isinstance(entry, dict) and isinstance(entry.get("size"), int)
-            and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64)
+            and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64
+            and isinstance(entry.get("source", ""), str))
 
 
 class RunFolder:
@@ -241,7 +243,8 @@ class RunFolder:
         except FileNotFoundError:
             reason = f"it is missing, but {MANIFEST_NAME} records it"
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            reason = f"it cannot be read as this toolkit's params.json ({type(exc).__name__}: {exc})"
+            reason = (self.manifest.problem("params.json", params_path)
+                      or f"it cannot be read as this toolkit's params.json ({type(exc).__name__}: {exc})")
         raise DamagedFile(params_path, reason + "; it holds what this run is (its answers and options), which "
                           "cannot be derived again, so the run cannot be resumed safely",
                           fix="Restore it from a copy, or add --overwrite to start this VERSION again, or "
@@ -267,11 +270,19 @@ class RunFolder:
         self._save_manifest()
         return path
 
-    def record(self, path: Path) -> Path:
-        """Record a file written into the folder by other means (a plot) in the manifest."""
-        self.manifest.record(self.name_of(path), Path(path).stat().st_size, file_sha256(path))
+    def record(self, path: Path, source: str | None = None) -> Path:
+        """Record a file written into the folder by other means (a plot) in the manifest, with `source`, a
+        digest of what it was made from, when given."""
+        self.manifest.record(self.name_of(path), Path(path).stat().st_size, file_sha256(path), source)
         self._save_manifest()
         return Path(path)
+
+    def is_current(self, name: str, source: str) -> bool:
+        """True when file `name` is there, matches its record, and was made from `source` (a digest of its
+        inputs): a figure that need not be drawn again."""
+        entry = self.manifest.entries.get(name)
+        return (entry is not None and entry.get("source") == source
+                and self.manifest.problem(name, self.file(name)) is None)
 
     def remove(self, name: str) -> None:
         """Delete file `name` (if there) and its manifest record."""
