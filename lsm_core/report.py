@@ -39,7 +39,7 @@ from lsm_core.errors import UserError
 from lsm_core.run_checks import history_rows
 from lsm_core.runfolder import MANIFEST_NAME, Manifest, parse_history_csv, run_config, run_folder_path
 from lsm_core.runlock import STALE_AFTER_S, folder_owner
-from lsm_core.storage import load_npz, read_json_file
+from lsm_core.storage import load_npz
 
 __all__ = [
     "FORMATS",
@@ -124,6 +124,20 @@ class _CheckedReader:
         except (OSError, ValueError, TypeError, KeyError):
             self.damaged.append(name)
             return None
+
+    def read_npz(self, name: str, use):
+        """use(arrays) of npz file `name`, or None when it does not exist (and is not recorded) or is damaged."""
+        path = self.folder / name
+        if self.manifest.problem(name, path):
+            self.damaged.append(name)
+            return None
+        try:
+            return use(load_npz(path))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError, NotImplementedError):
+            self.damaged.append(name)       # zipfile's RuntimeError ("encrypted") and NotImplementedError ("zip
+            return None                     # file version") come from damaged headers that load_npz lets through
 
     def check_sizes(self) -> None:
         """Add every recorded file that is missing or has another size than its record."""
@@ -212,14 +226,12 @@ def _phase_times(timings) -> dict:
     return out
 
 
-def _status(folder: Path, config: RunConfig, summary, epochs: int) -> str:
-    """Where an unfinished run stands, from the files it has written so far."""
+def _status(files: _CheckedReader, config: RunConfig, summary, epochs: int) -> str:
+    """Where an unfinished run stands, from the files it has written so far (a damaged init checkpoint is
+    added to `files.damaged`)."""
+    folder = files.folder
     if config.model_spec.has_init_phase and not (folder / "W_INI.npz").exists():
-        done = 0
-        try:
-            done = int(load_npz(folder / "init_state.npz")["done"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        done = files.read_npz("init_state.npz", lambda arrays: int(arrays["done"])) or 0
         return f"init {100.0 * done / max(config.init_samples, 1):.0f}%"
     sizes = config.split_sizes
     if not all((folder / f"counts_{s}.npz").exists() for s in SPLITS):
@@ -265,6 +277,7 @@ def _collect_run(version: int, output_root=None) -> RunRecord:
     summary = files.read("summary.json", _json_mapping)
     history = files.read("history.csv", _history) or []
     timings = files.read("timings.json", _json_mapping)
+    branching = files.read("branching.json", _json_mapping)
     files.check_sizes()
     record = RunRecord(version, "", model=config.model, dataset=config.dataset,
                        simulated=is_simulated(params) or is_simulated(summary),
@@ -277,14 +290,14 @@ def _collect_run(version: int, output_root=None) -> RunRecord:
             record.n_res = summary["n_res"]
         rates = summary.get("mean_rate_hz")
         record.rate_hz = _finite(rates.get("test")) if isinstance(rates, dict) else None
-    branching = read_json_file(folder / "branching.json")
     record.branching = _finite(branching.get("mean")) if isinstance(branching, dict) else None
     if history:
         valid = [row[2] for row in history]
         best = max(range(len(history)), key=lambda k: (valid[k] if not math.isnan(valid[k]) else -1.0, -k))
         record.best_epoch, _, record.best_valid_acc, record.test_acc_at_best = history[best]
         record.final_train_acc = history[-1][1]
-    record.status = files.status if files.damaged else _status(folder, config, summary, len(history))
+    status = _status(files, config, summary, len(history))
+    record.status = files.status if files.damaged else status
     return record
 
 

@@ -409,3 +409,148 @@ def test_group_plot_of_accuracy_against_the_swept_scalar(tmp_path, capsys):
     with pytest.raises(UserError, match="exactly one prompted scalar"):
         plot_groups(groups, ["model", "ASTRO_W_SCALING", "INTIAL_ABS_W_SCLR"], tmp_path / "two.png")
     assert plot_groups(groups, ["model", "ASTRO_W_SCALING", "net_num"], tmp_path / "by_liquid.png").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Damaged run files: the run's status says which, the other runs are unaffected
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny finished LSM run made by the pipeline (with its manifest.json); figures are not rendered."""
+    from lsm_core import pipeline, plots, storage
+
+    tmp = tmp_path_factory.mktemp("finished")
+    config = RunConfig(model="LSM", dataset="mnist", gpu="cpu", version=1, net_num=1, batch_size=10,
+                       batches_per_block=2, scalars={"INTIAL_ABS_W_SCLR": 3.0}, train_samples=20, valid_samples=20,
+                       test_samples=20, readout_epochs=2, duration_ms=20, seed=11, dims=(3, 3, 3),
+                       output_root=str(tmp / "runs"), networks_dir=str(tmp / "networks"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plots, "atomic_savefig", lambda fig, path, **kwargs: storage.atomic_write_bytes(path, b"fig"))
+        pipeline.run(config, log=lambda message: None)
+    folder = tmp / "runs" / "ver_1"
+    assert (folder / "manifest.json").exists() and collect_run(1, tmp / "runs").status == "complete"
+    return folder
+
+
+def damage(path, how):
+    """Delete `path`, cut it to half, fill it with zeros or flip its middle byte."""
+    data = path.read_bytes()
+    if how == "delete":
+        path.unlink()
+    elif how == "half":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "zeros":
+        path.write_bytes(bytes(len(data)))
+    else:
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+
+
+def copies(finished_run, root, versions):
+    """Copies of the finished run as ver_<v> under `root`."""
+    import shutil
+    for version in versions:
+        shutil.copytree(finished_run, root / f"ver_{version}")
+    return root
+
+
+RESULT = ("model", "liquid", "n_res", "scalars", "test_acc_at_best", "best_epoch", "best_valid_acc",
+          "final_train_acc", "epochs", "times_s", "rate_hz")
+
+
+def result_of(record):
+    return {name: getattr(record, name) for name in RESULT}
+
+
+@pytest.mark.parametrize("name", ["summary.json", "history.csv", "timings.json", "params.json"])
+def test_a_damaged_file_marks_its_run_damaged_and_leaves_the_other_runs_alone(finished_run, tmp_path, capsys, name):
+    root = copies(finished_run, tmp_path, (1, 2, 3, 4))
+    for version, how in ((2, "half"), (3, "zeros"), (4, "flip")):
+        damage(root / f"ver_{version}" / name, how)
+    expected = collect_run(1, finished_run.parent)
+    records = [collect_run(v, root) for v in (1, 2, 3, 4)]
+    assert [r.status for r in records] == ["complete"] + [f"damaged: {name}"] * 3
+    assert result_of(records[0]) == result_of(expected)
+    assert not any(r.complete for r in records[1:])
+
+    assert main(["report", "1-4", "--output-root", str(root)]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["1", "2", "3", "4"]
+    assert "complete" in lines[1] and all(f"damaged: {name}" in line for line in lines[2:])
+    assert "Traceback" not in err
+    assert main(["report", "1-4", "--output-root", str(root), "--csv"]) == 0
+    rows = csv_rows(capsys.readouterr().out)
+    assert [row["status"] for row in rows] == ["complete"] + [f"damaged: {name}"] * 3
+    assert float(rows[0]["test_acc_at_best"]) == expected.test_acc_at_best
+
+    assert main(["report", "1-4", "--output-root", str(root), "--group-by", "model,n_res", "--csv"]) == 0
+    (group,) = csv_rows(capsys.readouterr().out)
+    assert (group["n"], group["versions"]) == ("1", "1")               # only the undamaged run is counted
+    assert group["incomplete"] == ("0" if name == "params.json" else "3")   # no params: not even grouped
+    assert float(group["test_acc_mean"]) == expected.test_acc_at_best and group["test_acc_sd"] == ""
+    assert main(["report", "1-4", "--output-root", str(root), "--group-by", "model,n_res"]) == 0
+    out, err = capsys.readouterr()
+    if name == "params.json":
+        assert f"ver_2 (damaged: {name}), ver_3 (damaged: {name}), ver_4 (damaged: {name})" in out
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("how", ["delete", "half"])
+@pytest.mark.parametrize("name", ["counts_train.npz", "rasters.npz", "readout.npz"])
+def test_a_recorded_file_deleted_or_cut_short_marks_the_run_damaged(finished_run, tmp_path, name, how):
+    root = copies(finished_run, tmp_path, (1, 2))
+    damage(root / "ver_2" / name, how)
+    assert [collect_run(v, root).status for v in (1, 2)] == ["complete", f"damaged: {name}"]
+
+
+def test_several_damaged_files_are_all_named(finished_run, tmp_path):
+    root = copies(finished_run, tmp_path, (1,))
+    damage(root / "ver_1" / "summary.json", "flip")
+    damage(root / "ver_1" / "counts_test.npz", "delete")
+    assert collect_run(1, root).status == "damaged: summary.json, counts_test.npz"
+
+
+def test_a_run_without_or_with_a_damaged_manifest_reports_as_before(finished_run, tmp_path, capsys):
+    """Runs made before manifests existed, or whose manifest.json is damaged: files checked by format alone."""
+    root = copies(finished_run, tmp_path, (1, 2, 3, 4))
+    (root / "ver_1" / "manifest.json").unlink()
+    damage(root / "ver_2" / "manifest.json", "half")
+    for version in (3, 4):
+        (root / f"ver_{version}" / "manifest.json").unlink()
+    damage(root / "ver_3" / "history.csv", "half")
+    damage(root / "ver_4" / "summary.json", "flip")
+    expected = result_of(collect_run(1, finished_run.parent))
+    records = [collect_run(v, root) for v in (1, 2, 3, 4)]
+    assert [r.status for r in records] == ["complete", "complete", "damaged: history.csv", "damaged: summary.json"]
+    assert result_of(records[0]) == expected and result_of(records[1]) == expected
+    assert main(["report", "1-4", "--output-root", str(root)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_damaged_branching_json_is_named_not_dropped(tmp_path):
+    """branching.json is not in the manifest (the branching command writes it); unreadable, it is still damage."""
+    for version in (1, 2):
+        make_result(tmp_path, version, 0.9, 0.9, branching=1.25)
+    damage(tmp_path / "ver_2" / "branching.json", "half")
+    records = [collect_run(v, tmp_path) for v in (1, 2)]
+    assert [(r.status, r.branching) for r in records] == [("complete", 1.25), ("damaged: branching.json", None)]
+    (group,) = group_runs(records, ["model"])
+    assert group.branching.n == 1 and len(group.counted) == 1
+
+
+@pytest.mark.parametrize("how", ["half", "zeros", "flip", "central directory"])
+def test_a_damaged_init_checkpoint_of_an_unfinished_run_is_named(tmp_path, capsys, how):
+    """A run still in its init phase: init_state.npz tells how far it got, so its damage is named too."""
+    make_run(tmp_path, 1, stage="init")
+    path = make_run(tmp_path, 2, stage="init") / "init_state.npz"
+    if how == "central directory":                         # zipfile's NotImplementedError, not a ValueError
+        data = path.read_bytes()
+        at = data.rfind(b"PK\x01\x02") + 6                  # 'version needed to extract' of the last member
+        path.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
+    else:
+        damage(path, how)
+    assert [collect_run(v, tmp_path).status for v in (1, 2)] == ["init 40%", "damaged: init_state.npz"]
+    assert main(["report", "1", "2", "--output-root", str(tmp_path)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
