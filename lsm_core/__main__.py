@@ -26,8 +26,8 @@ def _usage() -> str:
 def main(argv=None) -> int:
     from importlib import import_module
 
-    from lsm_core.cli import format_user_error
-    from lsm_core.errors import UserError
+    from lsm_core.cli import format_user_error, signals_stop_cleanly
+    from lsm_core.errors import UserError, interruption
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -39,16 +39,24 @@ def main(argv=None) -> int:
         return 2
     module, function, _ = COMMANDS[name]
     try:
-        return int(getattr(import_module(module), function)(rest) or 0)
+        with signals_stop_cleanly():        # Ctrl-C and SIGTERM stop cleanly; a second one at once
+            return int(getattr(import_module(module), function)(rest) or 0)
     except UserError as exc:
         print(format_user_error(exc), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:          # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:                  # a file that cannot be read or written (permissions, a full disk)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(format_user_error(UserError(f"a file could not be read or written{where}: {exc.strerror or exc}. "
+                                          f"Fix the cause and re-run the same command.")), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        signal_name, status = interruption(exc)
+        print(f"\ninterrupted by {signal_name}; finished work is kept, and re-running the same command resumes "
+              f"where that is possible", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
-from lsm_core.errors import UserError, interruption
+from lsm_core.errors import Terminated, UserError, interruption
 from lsm_core.runfolder import REPO_ROOT, run_folder_path
 from lsm_core.runlock import STALE_AFTER_S, RunLock, folder_owner
 from lsm_core.storage import read_json_file
@@ -308,7 +308,7 @@ def run_local(sweep: Sweep, settings: WorkerSettings, jobs: int = 1, gpus: list 
           + f"; worker output in {logs}", file=sys.stderr)
     if not pending:
         return summarize(sweep, paths)
-    processes, names, interrupted = [], {}, False
+    processes, names, interrupted = [], {}, 0
     try:
         for k in range(count):
             worker = replace(settings, name=f"worker {k}", threads=threads, gpu=gpus[k] if gpus else settings.gpu)
@@ -319,9 +319,12 @@ def run_local(sweep: Sweep, settings: WorkerSettings, jobs: int = 1, gpus: list 
             names[process.pid] = worker.name
         watch(sweep, paths, alive=lambda: any(p.poll() is None for p in processes), names=names,
               stale_after=settings.stale_after)
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
+        interrupted = interruption(exc)[1]
         print("\ninterrupted: waiting for the workers to save their work ...", file=sys.stderr)
+        for process in processes:
+            if isinstance(exc, Terminated) and process.poll() is None:
+                process.terminate()           # SIGTERM reached this process only (Ctrl-C reaches the whole group)
         for process in processes:
             try:
                 process.wait(timeout=120)
@@ -333,7 +336,7 @@ def run_local(sweep: Sweep, settings: WorkerSettings, jobs: int = 1, gpus: list 
                 process.terminate()           # the workers stop cleanly on SIGTERM
                 process.wait()
     status = summarize(sweep, paths, str(logs))
-    return 130 if interrupted else status
+    return interrupted or status
 
 
 def run_slurm(sweep: Sweep, settings: WorkerSettings, cluster: str | None, tasks: int | None, time_min: int,

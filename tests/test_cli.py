@@ -292,3 +292,32 @@ def test_first_signal_interrupts_cleanly_and_a_second_one_stops_at_once():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.stdout == "first: Terminated\n"
     assert result.returncode == 130 and "stopped at once" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_extra_commands_stop_cleanly_on_sigterm_and_ctrl_c_and_name_refused_writes(monkeypatch, capsys):
+    """`python -m lsm_core <command>`: SIGTERM is exit 143, Ctrl-C 130, a refused write exit 2, no traceback."""
+    import errno
+    import os
+    import signal
+
+    from lsm_core import __main__ as entry
+    from lsm_core.storage import WriteFailed
+
+    def sigterm(argv):
+        os.kill(os.getpid(), signal.SIGTERM)       # signals_stop_cleanly turns it into Terminated
+
+    def ctrl_c(argv):
+        raise KeyboardInterrupt
+
+    def disk_full(argv):
+        raise WriteFailed(Path("/data/ver_1/kernel_quality.json"), OSError(errno.ENOSPC, "No space left on device"))
+
+    fake = types.SimpleNamespace(sigterm=sigterm, ctrl_c=ctrl_c, disk_full=disk_full)
+    monkeypatch.setitem(sys.modules, "fake_commands", fake)
+    for name, status, fragment in [("sigterm", 143, "interrupted by SIGTERM"), ("ctrl_c", 130, "interrupted by SIGINT"),
+                                   ("disk_full", 2, "error: cannot write /data/ver_1/kernel_quality.json")]:
+        monkeypatch.setitem(entry.COMMANDS, name, ("fake_commands", name, ""))
+        assert entry.main([name]) == status
+        err = capsys.readouterr().err
+        assert fragment in " ".join(err.split()) and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL       # handlers given back
