@@ -191,3 +191,36 @@ def test_command_errors_exit_2_with_a_message(tmp_path, capsys):
     (folder / "rasters.npz").unlink()
     assert main(["branching", "4", "--output-root", runs]) == 2
     assert "rasters.npz does not exist" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["in-manifest", "no-manifest"])
+@pytest.mark.parametrize("how", ["delete", "half", "zeros", "flip"])
+def test_damaged_rasters_are_a_message_naming_the_file(tmp_path, capsys, how, recorded):
+    from lsm_core.runfolder import RERUN_TO_REPAIR, RunFolder, open_run, run_config
+    from lsm_core.storage import load_npz
+
+    _, folder, _ = make_run(tmp_path)
+    runs = tmp_path / "runs"
+    path = folder / "rasters.npz"
+    if recorded:                                           # written through the run folder, as the pipeline does
+        RunFolder(run_config(open_run(4, runs)[1], runs)).save_npz("rasters.npz", **load_npz(path))
+    data = path.read_bytes()
+    if how == "delete":
+        path.unlink()
+    elif how == "half":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "zeros":
+        path.write_bytes(bytes(len(data)))
+    else:
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+    assert main(["branching", "4", "--output-root", str(runs)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert str(path) in err and "Traceback" not in err
+    if how == "delete" and not recorded:
+        assert f"{path} does not exist: the run has not finished a split's spike counts yet" in err
+    else:
+        assert f"{path} is damaged: " in err and RERUN_TO_REPAIR in err
+        if how == "delete":
+            assert "it is missing, but manifest.json records it" in err
+    assert not (folder / "branching.json").exists()
