@@ -279,3 +279,112 @@ def test_kernel_quality_errors(tiny_run, capsys):
     from lsm_core.__main__ import main
     assert main(["kernel-quality", "7", "--output-root", config.output_root]) == 2
     assert "there is no run VERSION 7" in capsys.readouterr().err
+
+
+# ---- damaged files of the run ----------------------------------------------------------------------
+
+RESULT = ("sp_mean", "sp_std", "ap_mean", "ap_std", "n_res", "test_samples", "columns", "noise")
+
+
+def kq_in(root, *options):
+    """`kernel-quality 1` on the run under `root` (a copy of the tiny run)."""
+    from lsm_core.__main__ import main
+    return main(["kernel-quality", "1", "--output-root", str(root), "--per-class", "2", "--draws", "6", *options])
+
+
+@pytest.fixture(scope="module")
+def kq_done(tiny_run, tmp_path_factory):
+    """A copy of the tiny run after kernel-quality (with its counts_noisy_test.npz): (folder, result)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("kq_done")
+    shutil.copytree(tiny_run[1], root / "ver_1")
+    assert kq_in(root) == 0
+    result = json.loads((root / "ver_1" / "kernel_quality.json").read_text())
+    return root / "ver_1", {name: result[name] for name in RESULT}
+
+
+def copy_of(kq_done, tmp_path):
+    import shutil
+    return shutil.copytree(kq_done[0], tmp_path / "ver_1")
+
+
+def damage(path, how):
+    data = path.read_bytes()
+    if how == "delete":
+        path.unlink()
+    elif how == "half":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "zeros":
+        path.write_bytes(bytes(len(data)))
+    else:
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+
+
+def result_in(folder):
+    result = json.loads((folder / "kernel_quality.json").read_text())
+    return {name: result[name] for name in RESULT}
+
+
+@pytest.mark.parametrize("name, how", [("counts_test.npz", "flip"), ("counts_test.npz", "half"),
+                                       ("counts_test.npz", "delete"), ("W_INI.npz", "flip"),
+                                       ("W_INI.npz", "zeros")])
+def test_damaged_test_counts_or_weights_stop_with_a_message_naming_them(kq_done, tmp_path, capsys, name, how):
+    from lsm_core.runfolder import RERUN_TO_REPAIR
+
+    folder = copy_of(kq_done, tmp_path)
+    before = (folder / "kernel_quality.json").read_bytes()
+    damage(folder / name, how)
+    capsys.readouterr()
+    assert kq_in(tmp_path) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{folder / name} is damaged: " in err and RERUN_TO_REPAIR in err and "Traceback" not in err
+    assert (folder / "kernel_quality.json").read_bytes() == before          # the old result is left as it was
+    assert not (folder / "run.lock").exists()
+
+
+@pytest.mark.parametrize("how", ["flip", "delete"])
+def test_damaged_noisy_counts_are_simulated_again_with_the_same_result(kq_done, tmp_path, how):
+    folder = copy_of(kq_done, tmp_path)
+    reference = np.load(folder / "counts_noisy_test.npz")["counts"]
+    (folder / "kernel_quality.json").unlink()
+    damage(folder / "counts_noisy_test.npz", how)
+    assert kq_in(tmp_path) == 0
+    assert result_in(folder) == kq_done[1]
+    np.testing.assert_array_equal(np.load(folder / "counts_noisy_test.npz")["counts"], reference)
+    log = (folder / "run.log").read_text()
+    reason = "its SHA-256 differs" if how == "flip" else "it is missing, but manifest.json records it"
+    assert f"counts_noisy_test.npz is damaged ({reason}" in log and "simulating it again" in log
+
+
+def test_a_damaged_noisy_block_is_simulated_again_with_the_same_result(kq_done, tmp_path, monkeypatch):
+    from lsm_core.event_engine import EventLiquidSimulator
+    from lsm_core.runfolder import RunFolder
+    from lsm_core.simulator import LiquidSimulator
+
+    folder = copy_of(kq_done, tmp_path)
+    reference = np.load(folder / "counts_noisy_test.npz")["counts"]
+    original_save = RunFolder.save_block
+
+    def save_then_stop(self, split, block, **arrays):
+        original_save(self, split, block, **arrays)
+        if block == 1:
+            raise Interrupt
+    monkeypatch.setattr(RunFolder, "save_block", save_then_stop)
+    with pytest.raises(Interrupt):
+        kq_in(tmp_path, "--recompute-noisy")
+    monkeypatch.setattr(RunFolder, "save_block", original_save)
+    damage(folder / "blocks" / "noisy_test_block_00001.npz", "flip")
+    calls = []
+    for simulator in (LiquidSimulator, EventLiquidSimulator):
+        def counting(self, inputs, keys, steps=None, record_rows=(), original_run=simulator.run):
+            calls.append(len(inputs))
+            return original_run(self, inputs, keys, steps=steps, record_rows=record_rows)
+        monkeypatch.setattr(simulator, "run", counting)
+    assert kq_in(tmp_path) == 0
+    assert calls == [10] * 8                                   # block 1 again and the 3 never written
+    assert result_in(folder) == kq_done[1]
+    np.testing.assert_array_equal(np.load(folder / "counts_noisy_test.npz")["counts"], reference)
+    assert "blocks/noisy_test_block_00001.npz is damaged (its SHA-256 differs" in (folder / "run.log").read_text()
+    assert not list((folder / "blocks").glob("noisy_test_*"))
