@@ -37,6 +37,7 @@ from lsm_core.config import LOCKS
 from lsm_core.errors import UserError
 
 LOCK_NAME = "run.lock"
+DAMAGED_HOST = "<damaged lock>"         # the owner of a lock file that cannot be read
 BREAK_SUFFIX = ".break"
 HEARTBEAT_S = LOCKS.heartbeat_s
 STALE_AFTER_S = LOCKS.stale_after_s
@@ -149,7 +150,7 @@ def read_owner(lock_path) -> LockOwner | None:
                          pid_start=data.get("pid_start"), command=str(data.get("command", "")),
                          heartbeat=heartbeat)
     except (ValueError, KeyError, TypeError):
-        return LockOwner(host="<damaged lock>", pid=0, token="", heartbeat=heartbeat)
+        return LockOwner(host=DAMAGED_HOST, pid=0, token="", heartbeat=heartbeat)
 
 
 def folder_owner(folder, stale_after: float = STALE_AFTER_S) -> LockOwner | None:
@@ -247,6 +248,11 @@ class RunLock:
     def acquire(self) -> "RunLock":
         """Take the lock or raise LockHeld (a UserError: exit status 2) naming the holder."""
         holder = self.try_acquire()
+        if holder is not None and holder.host == DAMAGED_HOST:
+            raise LockHeld(
+                f"the lock file {self.path} is damaged: its owner cannot be read, so it counts as held until "
+                f"{self.stale_after:.0f} s after its last change (its owner's heartbeat). If no process is using "
+                f"this run, delete {self.path} and re-run the same command; otherwise wait.")
         if holder is not None:
             raise LockHeld(
                 f"{self.folder} is in use by another run ({holder.describe()}"

@@ -104,8 +104,9 @@ def test_damaged_lock_file_counts_as_alive_until_stale(tmp_path):
     folder = tmp_path / "ver_7"
     folder.mkdir()
     (folder / LOCK_NAME).write_text("\x00\x01 not json")
-    with pytest.raises(LockHeld, match="damaged lock"):
+    with pytest.raises(LockHeld, match="lock file .*run.lock is damaged") as held:
         RunLock(folder, stale_after=300).acquire()
+    assert "If no process is using this run, delete" in " ".join(str(held.value).split())
     old = time.time() - 1000
     os.utime(folder / LOCK_NAME, (old, old))
     RunLock(folder, stale_after=300, heartbeat_s=0).acquire().release()
