@@ -43,7 +43,8 @@ from pathlib import Path
 from lsm_core.config import DATASETS, MODELS, RunConfig
 from lsm_core.errors import UserError
 from lsm_core.prompts import Answers, check_batch_size, check_batches_per_block, parse_gpu, parse_scalar
-from lsm_core.runfolder import REPO_ROOT, config_identity, describe_differences, run_folder_path
+from lsm_core.runfolder import (MANIFEST_NAME, REPO_ROOT, Manifest, config_identity, describe_differences,
+                                 run_folder_path)
 from lsm_core.storage import atomic_write_json, read_json_file
 
 if sys.version_info >= (3, 11):
@@ -494,10 +495,12 @@ def _check_versions(sweep: Sweep, paths: SweepPaths, lines: _Lines) -> None:
     """Refuse VERSIONs that hold, or that another sweep's manifest gives to, a run with other parameters."""
     by_version = {run.version: run for run in sweep.runs}
     for run in sweep.runs:
-        params = read_json_file(run_folder_path(run.version, paths.output_root) / "params.json")
+        folder = run_folder_path(run.version, paths.output_root)
+        params = read_json_file(folder / "params.json")
         recorded = params.get("identity") if isinstance(params, dict) else None
-        if not isinstance(recorded, dict):
-            continue
+        if not isinstance(recorded, dict) or Manifest(folder / MANIFEST_NAME).problem("params.json",
+                                                                                     folder / "params.json"):
+            continue        # none yet, or damaged: the run itself stops with a message naming it (DamagedFile)
         expected = config_identity(run.config(paths))
         differences = describe_differences({k: recorded.get(k, "<missing>") for k in expected}, expected)
         if differences:
@@ -509,7 +512,12 @@ def _check_versions(sweep: Sweep, paths: SweepPaths, lines: _Lines) -> None:
         if other.stem == sweep.name:
             continue
         manifest = read_json_file(other)
-        for entry in (manifest.get("runs", []) if isinstance(manifest, dict) else []):
+        if not (isinstance(manifest, dict) and isinstance(manifest.get("runs"), list)):
+            raise UserError(f"{other} is damaged: it cannot be read as the manifest of a sweep, so there is no "
+                            f"telling which VERSIONs that sweep gave its runs. Run that sweep's command again (it "
+                            f"writes its manifest anew from its sweep file and skips finished runs), or delete "
+                            f"{other} if that sweep is no longer wanted; then run this command again.")
+        for entry in manifest["runs"]:
             run = by_version.get(entry.get("version")) if isinstance(entry, dict) else None
             if run is not None and _entry_identity(entry, paths) != config_identity(run.config(paths)):
                 raise lines.error("", "first_version", f"VERSION {run.version} belongs to the sweep "

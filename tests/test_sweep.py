@@ -1,4 +1,7 @@
-"""Sweep files: expansion into VERSIONs, mistakes refused naming their line, the manifest, --dry-run."""
+"""Sweep files: expansion into VERSIONs, mistakes refused naming their line, the manifest, --dry-run; damaged
+manifests and run folders."""
+import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -234,3 +237,125 @@ def test_existing_liquids_must_fit_the_datasets_input_size(tmp_path):
     with pytest.raises(UserError, match=r"line 8: \[grid\] net_num: the liquid .*Network_12.npz has 4 inputs but "
                                         r"mnist needs 784"):
         load_sweep(path, paths)
+
+
+# ---- damaged manifests and run folders ------------------------------------------------------------
+
+def damage(path, how):
+    """Cut `path` to half, fill it with zeros, flip its middle byte (all its bits) or one bit of a digit."""
+    data = path.read_bytes()
+    if how == "half":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "zeros":
+        path.write_bytes(bytes(len(data)))
+    elif how == "flip":
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+    else:                                   # "digit": '500' -> '400', still valid JSON
+        at = data.index(b'"train_samples": 500') + len(b'"train_samples": ')
+        path.write_bytes(data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:])
+
+
+@pytest.mark.parametrize("how", ["half", "zeros", "flip"])
+def test_a_damaged_manifest_is_written_anew_and_report_names_it(tmp_path, capsys, how):
+    paths = paths_for(tmp_path)
+    sweep = load_sweep(write(tmp_path, DEMO), paths)
+    target = write_manifest(sweep, paths, say=lambda m: None)
+    damage(target, how)
+    assert main(["report", "--sweep", "demo", "--output-root", paths.output_root]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"no readable manifest of a sweep 'demo' ({target})" in err and "running the sweep command" in err
+    assert "Traceback" not in err
+    said = []
+    write_manifest(load_sweep(write(tmp_path, DEMO), paths), paths, say=said.append)
+    assert f"the manifest {target} was damaged or unreadable; it is written anew" in said[0]
+    assert json.loads(target.read_text()) == manifest(sweep, paths)
+    assert main(["report", "--sweep", "demo", "--output-root", paths.output_root]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["half", "zeros", "flip"])
+def test_another_sweeps_damaged_manifest_is_named_not_ignored(tmp_path, capsys, how):
+    """Unread, it would let this sweep take VERSIONs that the other sweep gave its runs."""
+    paths = paths_for(tmp_path)
+    other = write_manifest(load_sweep(write(tmp_path, DEMO), paths), paths, say=lambda m: None)
+    damage(other, how)
+    clash = write(tmp_path, DEMO.replace('name = "demo"', 'name = "other"'), "other.toml")
+    with pytest.raises(UserError) as refused:
+        load_sweep(clash, paths)
+    message = str(refused.value)
+    assert message.startswith(f"{other} is damaged") and "Run that sweep's command again" in message
+    assert main(["sweep", str(clash), "--dry-run", "--output-root", paths.output_root,
+                 "--networks-dir", paths.networks_dir]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    load_sweep(write(tmp_path, DEMO), paths)                      # the damaged sweep itself still loads ...
+    write_manifest(load_sweep(write(tmp_path, DEMO), paths), paths, say=lambda m: None)   # ... and mends it
+    load_sweep(clash, paths)                                      # the same parameters: fine again
+
+
+def _recorded_run_folder(paths, run):
+    """A run folder of `run` whose params.json was written through RunFolder (recorded in manifest.json)."""
+    from lsm_core.runfolder import RunFolder
+
+    config = run.config(paths)
+    identity = {**config_identity(config), "dims": [4, 4, 4], "network_sha256": "x"}
+    folder = RunFolder(config)
+    folder.open(identity, {}, overwrite=False)
+    return folder.file("params.json")
+
+
+@pytest.mark.parametrize("how", ["half", "zeros", "flip", "digit"])
+def test_a_damaged_params_json_of_a_run_is_its_status_not_other_parameters(tmp_path, capsys, how):
+    """The sweep still loads (the other runs go on) and names the damage; a damaged params.json that still
+    reads as JSON is not taken for a run with other parameters (the advice would be to move a good run away)."""
+    paths = paths_for(tmp_path)
+    path = write(tmp_path, DEMO)
+    sweep = load_sweep(path, paths)
+    params = _recorded_run_folder(paths, sweep.runs[2])
+    load_sweep(path, paths)                                       # the same run: resumed
+    damage(params, how)
+    load_sweep(path, paths)
+    options = ["--output-root", paths.output_root, "--networks-dir", paths.networks_dir]
+    assert main(["sweep", str(path), "--dry-run", *options]) == 0
+    out, err = capsys.readouterr()
+    rows = {line.split()[0]: line for line in out.splitlines() if re.match(r"50\d ", line)}
+    assert "damaged: params.json" in rows["502"] and "not started" in rows["503"]
+    write_manifest(sweep, paths, say=lambda m: None)
+    assert main(["report", "--sweep", "demo", "--output-root", paths.output_root, "--csv"]) == 0
+    out, err = capsys.readouterr()
+    assert [row["status"] for row in csv.DictReader(io.StringIO(out))] == \
+        ["missing", "missing", "damaged: params.json", "missing", "missing", "missing"]
+    assert "Traceback" not in err
+
+
+def test_a_digit_changed_in_params_json_without_a_manifest_is_still_other_parameters(tmp_path):
+    """Without manifest.json (a run made before manifests existed) nothing tells the damage apart."""
+    paths = paths_for(tmp_path)
+    path = write(tmp_path, DEMO)
+    params = _recorded_run_folder(paths, load_sweep(path, paths).runs[2])
+    (params.parent / "manifest.json").unlink()
+    damage(params, "digit")
+    with pytest.raises(UserError, match="VERSION 502 .* other parameters .*train_samples: was 400, now 500"):
+        load_sweep(path, paths)
+
+
+def test_a_worker_reports_a_run_with_a_damaged_params_json_as_failed_naming_it(tmp_path, capsys):
+    """The run stops before it writes anything (exit status 1 of the worker: some run failed), no traceback."""
+    one = (DEMO.replace('model = ["LSM", "NALSM"]', 'model = "LSM"').replace("net_num = [11, 12]", "net_num = 11")
+           .replace("INTIAL_ABS_W_SCLR = [0.8, 1.0]", "INTIAL_ABS_W_SCLR = 0.8")
+           .replace("ASTRO_W_SCALING = [0.015]\n", "").replace("batch_size = 50", "batch_size = 10")
+           .replace("batches_per_block = 2", "batches_per_block = 1").replace("train-samples = 500", "train-samples = 10")
+           .replace("valid-samples = 100", "valid-samples = 10").replace("test-samples = 100", "test-samples = 10")
+           .replace('dims = "4x4x4"', 'dims = "2x2x2"'))
+    paths = paths_for(tmp_path)
+    path = write(tmp_path, one)
+    params = _recorded_run_folder(paths, load_sweep(path, paths).runs[0])
+    damage(params, "half")
+    before = sorted(p.name for p in params.parent.iterdir())
+    assert main(["sweep", str(path), "--worker", "--no-wait", "--output-root", paths.output_root,
+                 "--networks-dir", paths.networks_dir]) == 1
+    out, err = capsys.readouterr()
+    said = " ".join(out.split())
+    assert "FAILED ver_500" in said and f"{params} is damaged: " in said and "cannot be derived again" in said
+    assert "Traceback" not in out + err
+    assert sorted(p.name for p in params.parent.iterdir()) == before
