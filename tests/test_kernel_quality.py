@@ -388,3 +388,25 @@ def test_a_damaged_noisy_block_is_simulated_again_with_the_same_result(kq_done, 
     np.testing.assert_array_equal(np.load(folder / "counts_noisy_test.npz")["counts"], reference)
     assert "blocks/noisy_test_block_00001.npz is damaged (its SHA-256 differs" in (folder / "run.log").read_text()
     assert not list((folder / "blocks").glob("noisy_test_*"))
+
+
+@pytest.mark.parametrize("how", ["half", "zeros", "flip"])
+def test_an_unreadable_params_json_is_a_message_naming_it(kq_done, tmp_path, capsys, how):
+    folder = copy_of(kq_done, tmp_path)
+    damage(folder / "params.json", how)
+    capsys.readouterr()
+    assert kq_in(tmp_path, "--sp-only") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{folder} has no readable params.json" in err and "Traceback" not in err
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="runfolder.open_run reads params.json without its manifest record: a params.json whose "
+                          "bytes changed but still read as JSON (here the seed 11 -> 10) is used, and SP and AP "
+                          "are computed with other draws and noise instead of stopping with exit 2 naming it")
+def test_a_params_json_that_differs_from_its_record_is_not_used(kq_done, tmp_path, capsys):
+    folder = copy_of(kq_done, tmp_path)
+    params = folder / "params.json"
+    params.write_bytes(params.read_bytes().replace(b'"seed": 11', b'"seed": 10'))     # one bit of one digit
+    assert kq_in(tmp_path, "--sp-only") == 2
+    assert "params.json is damaged" in " ".join(capsys.readouterr().err.split())
