@@ -141,14 +141,7 @@ class _CheckedReader:
 
     def check_sizes(self) -> None:
         """Add every recorded file that is missing or has another size than its record."""
-        for name, entry in sorted(self.manifest.entries.items()):
-            if name in self.damaged:
-                continue
-            try:
-                if (self.folder / name).stat().st_size != entry["size"]:
-                    self.damaged.append(name)
-            except OSError:
-                self.damaged.append(name)
+        self.damaged += [name for name in self.manifest.resized(self.folder) if name not in self.damaged]
 
     @property
     def status(self) -> str:

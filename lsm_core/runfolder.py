@@ -122,6 +122,18 @@ class Manifest:
             return f"it cannot be read ({exc.strerror or exc})"
         return None
 
+    def resized(self, folder: Path) -> list:
+        """Recorded files of `folder` that are missing or have another size than their record: a cheap
+        check (no hashing) that sees files deleted or cut short."""
+        out = []
+        for name, entry in sorted(self.entries.items()):
+            try:
+                if (Path(folder) / name).stat().st_size != entry["size"]:
+                    out.append(name)
+            except OSError:
+                out.append(name)
+        return out
+
     def record(self, name: str, size: int, sha256: str, source: str | None = None) -> None:
         """Record a file; `source` (optional) is a digest of what it was made from (see RunFolder.is_current)."""
         self.entries[name] = {"size": int(size), "sha256": sha256, **({"source": source} if source else {})}
@@ -478,10 +490,16 @@ def open_run(version: int, output_root=None) -> tuple:
     if not folder.is_dir():
         raise UserError(f"there is no run VERSION {version}: {folder} does not exist. Check the VERSION "
                         f"number and the folder {where}.")
-    params = read_json_file(folder / "params.json")
-    if not isinstance(params, dict) or not isinstance(params.get("identity"), dict):
-        raise UserError(f"{folder} has no readable params.json, so it is not a run folder this toolkit "
-                        f"can analyse. Check the VERSION number and the folder {where}.")
+    params_path = folder / "params.json"
+    if not params_path.exists() and not Manifest(folder / MANIFEST_NAME).entries:
+        raise UserError(f"{folder} has no params.json, so it is not a run folder this toolkit can analyse. "
+                        f"Check the VERSION number and the folder {where}.")
+    damage = Manifest(folder / MANIFEST_NAME).problem("params.json", params_path)
+    params = read_json_file(params_path)
+    if damage or not isinstance(params, dict) or not isinstance(params.get("identity"), dict):
+        raise DamagedFile(params_path, damage or "it cannot be read as this toolkit's params.json",
+                          fix="It says what the run is (its answers and options) and cannot be derived again: "
+                              "restore it from a copy.")
     return folder, params
 
 

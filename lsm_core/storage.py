@@ -136,7 +136,8 @@ def load_npz(source) -> dict:
         raise
     except ValueError:
         raise
-    except (OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, EOFError, KeyError, TypeError, NotImplementedError, RuntimeError, zipfile.BadZipFile,
+            zlib.error) as exc:                   # zipfile: "unsupported compression", "is encrypted" (flipped flags)
         raise ValueError(f"it cannot be read as an npz file ({type(exc).__name__}: {exc})") from None
 
 

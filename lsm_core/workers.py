@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, replace
 
 from lsm_core.errors import Terminated, UserError, interruption
-from lsm_core.runfolder import REPO_ROOT, run_folder_path
+from lsm_core.runfolder import MANIFEST_NAME, REPO_ROOT, Manifest, run_folder_path
 from lsm_core.runlock import STALE_AFTER_S, RunLock, folder_owner
 from lsm_core.storage import read_json_file
 from lsm_core.sweep import Sweep, SweepPaths, SweepRun, load_sweep, write_manifest
@@ -54,10 +54,14 @@ class WorkerSettings:
 # ----------------------------------------------------------------------------------------------
 
 def run_is_complete(run: SweepRun, paths: SweepPaths, readout_epochs: int) -> bool:
-    """True when the run's summary.json says complete with at least the readout epochs asked for."""
-    summary = read_json_file(run_folder_path(run.version, paths.output_root) / "summary.json")
+    """True when the run's summary.json says complete with at least the readout epochs asked for, and
+    none of its recorded files is missing or cut short (a damaged run is run again, which repairs it)."""
+    folder = run_folder_path(run.version, paths.output_root)
+    summary = read_json_file(folder / "summary.json")
+    manifest = Manifest(folder / MANIFEST_NAME)
     return (isinstance(summary, dict) and summary.get("complete") is True
-            and int(summary.get("final_epoch", 0)) >= readout_epochs)
+            and int(summary.get("final_epoch", 0)) >= readout_epochs
+            and manifest.problem("summary.json", folder / "summary.json") is None and not manifest.resized(folder))
 
 
 class RunBook:

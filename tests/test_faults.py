@@ -59,6 +59,7 @@ def answers(model: str) -> str:
 def run_in_process(model: str, root: Path, monkeypatch, capsys=None) -> tuple:
     """(exit status, stderr) of the model's MNIST script run in this process on the run under `root`."""
     monkeypatch.setattr(sys, "stdin", io.StringIO(answers(model)))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")     # "cpu" then changes nothing, TensorFlow imported or not
     status = run_script(model, "mnist", [*OPTIONS, "--output-root", str(root / "train_data"),
                                          "--networks-dir", str(root / "networks")])
     return status, capsys.readouterr().err if capsys is not None else ""

@@ -176,7 +176,10 @@ def test_open_run_and_run_config(tmp_path):
     config = run_config(params, output_root=tmp_path / "moved")
     assert config.model == "NALSM" and config.dims == (4, 5, 6) and config.output_root == str(tmp_path / "moved")
     (folder / "params.json").write_text("{broken")
-    with pytest.raises(UserError, match="no readable params.json"):
+    with pytest.raises(UserError, match="params.json is damaged: it cannot be read"):
+        open_run(1, tmp_path)
+    (folder / "params.json").unlink()
+    with pytest.raises(UserError, match="has no params.json, so it is not a run folder"):
         open_run(1, tmp_path)
 
 

@@ -127,10 +127,6 @@ def test_load_npz_checks_the_crc_of_every_member(tmp_path):
         load_npz(path)
 
 
-@pytest.mark.xfail(strict=True, raises=(NotImplementedError, RuntimeError),
-                   reason="storage.load_npz lets zipfile's NotImplementedError ('zip file version', an unsupported "
-                          "compression method) and RuntimeError ('is encrypted') through: a byte flipped in the "
-                          "central directory of a file whose manifest record cannot catch it gives a traceback")
 @pytest.mark.parametrize("compressed", [True, False])
 def test_load_npz_with_any_single_byte_flipped_raises_value_error_or_reads_the_same_arrays(tmp_path, compressed):
     path = _npz(tmp_path, compressed)

@@ -339,8 +339,9 @@ def test_a_digit_changed_in_params_json_without_a_manifest_is_still_other_parame
         load_sweep(path, paths)
 
 
-def test_a_worker_reports_a_run_with_a_damaged_params_json_as_failed_naming_it(tmp_path, capsys):
+def test_a_worker_reports_a_run_with_a_damaged_params_json_as_failed_naming_it(tmp_path, capsys, monkeypatch):
     """The run stops before it writes anything (exit status 1 of the worker: some run failed), no traceback."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")     # the worker's "cpu" then changes nothing, TF imported or not
     one = (DEMO.replace('model = ["LSM", "NALSM"]', 'model = "LSM"').replace("net_num = [11, 12]", "net_num = 11")
            .replace("INTIAL_ABS_W_SCLR = [0.8, 1.0]", "INTIAL_ABS_W_SCLR = 0.8")
            .replace("ASTRO_W_SCALING = [0.015]\n", "").replace("batch_size = 50", "batch_size = 10")

@@ -221,3 +221,26 @@ def test_gpus_give_each_worker_its_own_device(tmp_path, small):
         log = (root / "sweeps" / "small" / "logs" / f"worker-{k}.log").read_text()
         if "starting" in log:
             assert f"GPU {k} asked for" in log
+
+
+def test_a_complete_run_with_a_recorded_file_deleted_or_cut_is_run_again(small, by_jobs, tmp_path):
+    """A sweep re-runs a complete run whose files were damaged (the run then repairs them), so that `report`'s
+    `damaged:` never stays behind a sweep that says everything is complete."""
+    import shutil
+
+    from lsm_core.workers import run_is_complete
+
+    path, nets = small
+    root = tmp_path / "root"
+    shutil.copytree(by_jobs[0], root)
+    paths = SweepPaths(output_root=str(root), networks_dir=str(nets))
+    run = load_sweep(path, paths).runs[0]
+    folder = root / f"ver_{run.version}"
+    assert run_is_complete(run, paths, 5)
+    counts = folder / "counts_train.npz"
+    counts.write_bytes(counts.read_bytes()[:100])
+    assert not run_is_complete(run, paths, 5)
+    result = sweep_command(path, root, nets, "--jobs", "1")
+    assert result.returncode == 0 and "1 to do" in result.stderr
+    assert run_is_complete(run, paths, 5)
+    assert numbers(root, [run.version]) == numbers(by_jobs[0], [run.version])
