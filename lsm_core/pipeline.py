@@ -588,8 +588,8 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log, 
                 if folder.file(READOUT_STATE).exists():
                     folder.rename(READOUT_STATE, READOUT_PREVIOUS)
                 folder.save_npz(READOUT_STATE, **new_state.to_arrays(), history=_history_array(history))
-                folder.write_text("history.csv", history_to_csv(history))
                 position.at = f"the readout, {new_state.epoch} of {config.readout_epochs} epochs done"
+                folder.write_text("history.csv", history_to_csv(history))
                 _add_time(folder, timings, "readout", time.perf_counter() - last[0])
                 last[0] = time.perf_counter()
                 last_row = rows[-1]

@@ -195,7 +195,7 @@ class RunFolder:
         self._guard()
         if overwrite and self.path.exists():
             contents = [p for p in self.path.iterdir() if not p.name.startswith(LOCK_NAME)]   # the lock stays
-            if params_path.exists() or not contents:
+            if any((self.path / name).exists() for name in ("params.json", MANIFEST_NAME, "run.log")) or not contents:
                 for path in contents:
                     if path.is_dir() and not path.is_symlink():
                         shutil.rmtree(path)
@@ -203,8 +203,9 @@ class RunFolder:
                         path.unlink()
                 self._manifest = None
             else:
-                raise UserError(f"--overwrite refuses to delete {self.path}: it has no params.json, so it "
-                                f"does not look like a run folder. Move it away or choose another VERSION.")
+                raise UserError(f"--overwrite refuses to delete {self.path}: it has no params.json, manifest.json "
+                                f"or run.log, so it does not look like a run folder. Move it away or choose another "
+                                f"VERSION.")
         resuming = False
         if not params_path.exists() and "params.json" not in self.manifest.entries and self._holds_run_files():
             raise DamagedFile(params_path, "it is missing, but the folder holds files of a run; without it "
@@ -235,6 +236,8 @@ class RunFolder:
                     f"add --overwrite to delete it and start again.")
             resuming = True
         try:
+            if self.blocks_dir.is_file() or self.blocks_dir.is_symlink() and not self.blocks_dir.is_dir():
+                self.blocks_dir.unlink()        # a file where the blocks' folder belongs: blocks are derivable
             self.blocks_dir.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write_test"
             probe.write_bytes(b"")
@@ -299,7 +302,11 @@ class RunFolder:
     def remove(self, name: str) -> None:
         """Delete file `name` (if there) and its manifest record."""
         self._guard()
-        self.file(name).unlink(missing_ok=True)
+        path = self.file(name)
+        if path.is_dir() and not path.is_symlink():     # something put a folder where the file belongs
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
         if name in self.manifest.entries:
             self.manifest.forget(name)
             self._save_manifest()

@@ -56,12 +56,12 @@ def answers(model: str) -> str:
     return f"cpu\n{VERSION}\n1\n10\n2\n{MODELS[model]}\n"
 
 
-def run_in_process(model: str, root: Path, monkeypatch, capsys=None) -> tuple:
+def run_in_process(model: str, root: Path, monkeypatch, capsys=None, *extra: str) -> tuple:
     """(exit status, stderr) of the model's MNIST script run in this process on the run under `root`."""
     monkeypatch.setattr(sys, "stdin", io.StringIO(answers(model)))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")     # "cpu" then changes nothing, TensorFlow imported or not
     status = run_script(model, "mnist", [*OPTIONS, "--output-root", str(root / "train_data"),
-                                         "--networks-dir", str(root / "networks")])
+                                         "--networks-dir", str(root / "networks"), *extra])
     return status, capsys.readouterr().err if capsys is not None else ""
 
 
@@ -240,6 +240,7 @@ def test_a_folder_without_params_json_but_with_results_is_not_reused(templates, 
     status, err = run_in_process("LSM", tmp_path / "run", monkeypatch, capsys)
     assert status == 2 and "params.json is damaged: it is missing, but the folder holds files of a run" in \
         error_paragraph(err)
+    assert run_in_process("LSM", tmp_path / "run", monkeypatch, capsys, "--overwrite")[0] == 0   # as it says
 
 
 def test_a_run_made_before_manifests_is_checked_by_format_and_gets_a_manifest(templates, tmp_path, monkeypatch,
