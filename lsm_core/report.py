@@ -113,31 +113,24 @@ class _CheckedReader:
 
     def read(self, name: str, parse):
         """parse(text) of file `name`, or None when it does not exist (and is not recorded) or is damaged."""
-        path = self.folder / name
-        if self.manifest.problem(name, path):
-            self.damaged.append(name)
-            return None
-        try:
-            return parse(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError, KeyError):
-            self.damaged.append(name)
-            return None
+        return self._read(name, lambda path: parse(path.read_text(encoding="utf-8")))
 
     def read_npz(self, name: str, use):
         """use(arrays) of npz file `name`, or None when it does not exist (and is not recorded) or is damaged."""
+        return self._read(name, lambda path: use(load_npz(path)))
+
+    def _read(self, name: str, load):
         path = self.folder / name
         if self.manifest.problem(name, path):
             self.damaged.append(name)
             return None
         try:
-            return use(load_npz(path))
+            return load(path)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError, NotImplementedError):
-            self.damaged.append(name)       # zipfile's RuntimeError ("encrypted") and NotImplementedError ("zip
-            return None                     # file version") come from damaged headers that load_npz lets through
+        except (OSError, ValueError, TypeError, KeyError, IndexError):
+            self.damaged.append(name)
+            return None
 
     def check_sizes(self) -> None:
         """Add every recorded file that is missing or has another size than its record."""
