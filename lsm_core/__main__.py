@@ -17,7 +17,8 @@ COMMANDS = {
 
 
 def _usage() -> str:
-    lines = ["usage: python -m lsm_core <command> [options]   (<command> --help for its options)", "",
+    lines = ["usage: python -m lsm_core [--verbose] <command> [options]   (<command> --help for its options)",
+             "", "--verbose shows TensorFlow's own start-up log (hidden unless TF_CPP_MIN_LOG_LEVEL is set)", "",
              "commands:"]
     lines += [f"  {name:<15} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
     return "\n".join(lines)
@@ -29,7 +30,12 @@ def main(argv=None) -> int:
     from lsm_core.cli import format_user_error, signals_stop_cleanly
     from lsm_core.errors import UserError, interruption
 
+    from lsm_core.devices import quiet_tensorflow
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = bool(argv) and argv[0] == "--verbose"
+    argv = argv[verbose:]
+    quiet_tensorflow(verbose)               # before any command imports TensorFlow
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0

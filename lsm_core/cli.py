@@ -131,6 +131,8 @@ def build_parser(model: str, dataset: str) -> argparse.ArgumentParser:
         help="replace an existing VERSION folder whose parameters differ")
     add("--require-gpu", action="store_true",
         help="stop with an error when a GPU asked for is not available (default: warn, use CPU)")
+    add("--verbose", action="store_true",
+        help="show TensorFlow's own start-up log (hidden by default unless TF_CPP_MIN_LOG_LEVEL is set)")
     add("--engine", choices=ENGINES, default="auto",
         help="simulation engine: events (event-driven, the fast choice on CPUs), xla (compiled dense "
              "tensors, the fast choice on GPUs) or auto (default: events on CPUs, xla on a GPU; a resumed "
@@ -216,7 +218,9 @@ def run_script(model_name: str, dataset_name: str, argv=None) -> int:
         args = build_parser(model_name, dataset_name).parse_args(argv)
     except SystemExit as exit_:      # --help (0) or an option error (2, already printed)
         return exit_.code if isinstance(exit_.code, int) else 2
-    from lsm_core.devices import apply_gpu_choice
+    from lsm_core.devices import apply_gpu_choice, quiet_tensorflow
+
+    quiet_tensorflow(args.verbose)
     from lsm_core.prompts import ask_all
 
     started = False

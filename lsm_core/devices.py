@@ -28,7 +28,17 @@ def apply_gpu_choice(gpu_answer: str) -> None:
         raise RuntimeError("apply_gpu_choice() called after tensorflow was imported; "
                            "CUDA_VISIBLE_DEVICES would have no effect")
     os.environ["CUDA_VISIBLE_DEVICES"] = value
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's C++ info/warning chatter off
+
+
+QUIET_LEVEL = "2"       # TensorFlow's C++ log: INFO and WARNING off (start-up notices), errors still shown
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Silence TensorFlow's C++ start-up chatter (oneDNN and CPU-feature notices, absl's warning) for the
+    scripts and commands, before TensorFlow is imported.  A TF_CPP_MIN_LOG_LEVEL the user set is kept, and
+    `verbose` (the --verbose option) leaves TensorFlow's own default (everything)."""
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and not verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_LEVEL
 
 
 def _gpu_label(tf, device, asked_id: str) -> str:

@@ -321,3 +321,24 @@ def test_the_extra_commands_stop_cleanly_on_sigterm_and_ctrl_c_and_name_refused_
         err = capsys.readouterr().err
         assert fragment in " ".join(err.split()) and "Traceback" not in err
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL       # handlers given back
+
+
+def test_start_up_is_quiet_unless_verbose_or_the_user_set_the_log_level():
+    """TensorFlow's C++ start-up notices are hidden; --verbose or the user's TF_CPP_MIN_LOG_LEVEL shows them."""
+    import os
+
+    command = ["bench", "--rule", "static", "--engine", "xla", "--dims", "2x2x2", "--batch", "2", "--steps", "5"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+    def stderr(*args, **extra_env):
+        result = subprocess.run([sys.executable, "-m", "lsm_core", *args], cwd=REPO, capture_output=True, text=True,
+                                timeout=300, env={**env, **extra_env})
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    def tensorflow_log(text):           # the XLA service's start-up line, at least, on every machine
+        return "XLA service" in text or "cpu_feature_guard" in text
+
+    assert stderr(*command) == ""
+    assert tensorflow_log(stderr("--verbose", *command))
+    assert tensorflow_log(stderr(*command, TF_CPP_MIN_LOG_LEVEL="0"))
