@@ -1,13 +1,15 @@
-"""The branching factor of a liquid's spiking (SPEC 3.8) and the `python -m lsm_core branching` sub-command.
+"""The branching factor of a liquid's spiking and the `python -m lsm_core branching` sub-command.
 
-For every reservoir neuron and each of its spikes at step t inside the margins (margin <= t < T - margin),
-the ratio
+Definition (docs/evaluation.md#branching-factor), as the paper's tool computes it: each sample of T ms
+has a buffer of `margin` ms at both ends (25 ms), and a spike of reservoir neuron i at step t counts
+when margin + window <= t < T - margin - window (29 <= t < 221 for 250 ms, a 25 ms buffer and 4 ms
+windows), so that both of its windows lie inside [margin, T - margin).  For each counted spike the ratio
 
-    (spikes of its reservoir targets in [t+1, t+1+window)) / max(1, spikes of its reservoir sources in [t-window, t))
+    (spikes of i's reservoir targets in [t+1, t+1+window)) / max(1, spikes of i's reservoir sources in [t-window, t))
 
-is averaged over the neuron's spikes, then over the neurons that spiked inside the margins, then over the
-samples.  Near 1 means activity is passed on undamped and unamplified (edge of chaos); above 1 it grows,
-below 1 it dies out.  A synapse listed twice counts twice.
+is averaged over the neuron's counted spikes, then over the neurons that have counted spikes, then over
+the samples.  Near 1 means activity is passed on undamped and unamplified (edge of chaos); above 1 it
+grows, below 1 it dies out.  A synapse listed twice counts twice.
 
 The computation is vectorised per sample: windowed spike counts come from cumulative sums over time and
 the sums over targets and sources from one sparse matrix product each, so it costs O(T * (N + n_syn))
@@ -36,8 +38,8 @@ __all__ = [
     "plot_branching",
 ]
 
-DEFAULT_MARGIN_MS = EVALUATION.branching_margin_ms    # cut from both ends of the sample (SPEC 3.8)
-DEFAULT_WINDOW_MS = EVALUATION.branching_window_ms    # source and target windows (SPEC 3.8)
+DEFAULT_MARGIN_MS = EVALUATION.branching_margin_ms    # buffer at both ends of the sample (25 ms)
+DEFAULT_WINDOW_MS = EVALUATION.branching_window_ms    # source and target windows (4 ms)
 RASTER_SPLITS = ("valid", "test", "train")
 
 
@@ -45,18 +47,30 @@ RASTER_SPLITS = ("valid", "test", "train")
 class BranchingResult:
     """Branching factors of a batch of rasters.
 
-    per_neuron: float64 [samples, N]: the neuron's ratio averaged over its spikes inside the margins,
-    NaN for a neuron without such spikes.  spikes: int64 [samples, N], the spikes that were averaged.
+    per_neuron: float64 [samples, N]: the neuron's ratio averaged over its counted spikes (those at
+    `first_ms` <= t < `stop_ms`), NaN for a neuron without such spikes.  spikes: int64 [samples, N], the
+    spikes that were averaged.  margin, window: the settings; steps: T, the samples' length in ms.
     """
 
     per_neuron: np.ndarray
     spikes: np.ndarray
     margin: int
     window: int
+    steps: int = 0
+
+    @property
+    def first_ms(self) -> int:
+        """The first step whose spikes count: margin + window (29 with the paper's settings)."""
+        return self.margin + self.window
+
+    @property
+    def stop_ms(self) -> int:
+        """The first step whose spikes no longer count: T - margin - window (221 for 250 ms samples)."""
+        return self.steps - self.margin - self.window
 
     @property
     def per_sample(self) -> np.ndarray:
-        """float64 [samples]: mean over the neurons that spiked inside the margins (NaN: none did)."""
+        """float64 [samples]: mean over the neurons with counted spikes (NaN: none had any)."""
         valid = np.isfinite(self.per_neuron)
         total = np.where(valid, self.per_neuron, 0.0).sum(axis=1)
         count = valid.sum(axis=1)
@@ -69,7 +83,7 @@ class BranchingResult:
 
     @property
     def mean(self) -> float:
-        """The branching factor: mean over samples (NaN when no sample has a spike inside the margins)."""
+        """The branching factor: mean over samples (NaN when no sample has a counted spike)."""
         values = self.valid_samples
         return float(values.mean()) if values.size else float("nan")
 
@@ -86,18 +100,21 @@ class BranchingResult:
                 "per_sample": [None if not np.isfinite(v) else float(v) for v in self.per_sample],
                 "samples": int(self.per_neuron.shape[0]), "samples_with_spikes": int(self.valid_samples.size),
                 "neurons_counted_per_sample": [int(n) for n in np.isfinite(self.per_neuron).sum(axis=1)],
-                "spikes_counted": int(self.spikes.sum()), "margin_ms": self.margin, "window_ms": self.window}
+                "spikes_counted": int(self.spikes.sum()), "margin_ms": self.margin, "window_ms": self.window,
+                "counted_from_ms": self.first_ms, "counted_before_ms": max(self.stop_ms, self.first_ms)}
 
 
 def branching_factor(raster, post, pre, margin: int = DEFAULT_MARGIN_MS,
                      window: int = DEFAULT_WINDOW_MS) -> BranchingResult:
-    """Branching factor of reservoir rasters (SPEC 3.8).
+    """Branching factor of reservoir rasters (docs/evaluation.md#branching-factor).
 
     raster: bool [samples, T, N] (or [T, N]), spikes of the N reservoir neurons at each 1 ms step.
     post, pre: int [n_syn], the reservoir-to-reservoir synapses (post <- pre), indices into N.
-    margin: steps left out at both ends (spikes at margin <= t < T - margin count); window: ms of the
-    source window [t - window, t) and of the target window [t + 1, t + 1 + window).  Windows reaching past
-    either end of the raster are cut there.
+    margin: the buffer in ms at both ends of a sample; window: ms of the source window [t - window, t)
+    and of the target window [t + 1, t + 1 + window).  A spike at t counts when
+    margin + window <= t < T - margin - window, so that both its windows lie inside [margin, T - margin):
+    with the paper's 25 ms and 4 ms on 250 ms samples, spikes at 29 <= t < 221 count, their sources are
+    looked for from t = 25 on and their targets up to t = 224.
     """
     spikes = np.asarray(raster)
     if spikes.ndim == 2:
@@ -118,13 +135,14 @@ def branching_factor(raster, post, pre, margin: int = DEFAULT_MARGIN_MS,
     # forward[j, i] = number of synapses j -> i; forward @ x sums x over targets, forward.T @ x over sources
     forward = sparse.csr_matrix((np.ones(post.size), (pre, post)), shape=(n, n))
     backward = forward.T.tocsr()
-    times = np.arange(margin, max(n_steps - margin, margin))
+    first, stop = margin + window, n_steps - margin - window      # counted spikes: first <= t < stop
+    times = np.arange(first, max(stop, first))
     per_neuron = np.full((n_samples, n), np.nan)
     counted = np.zeros((n_samples, n), np.int64)
     if times.size == 0 or n == 0:
-        return BranchingResult(per_neuron, counted, margin, window)
-    ahead_lo, ahead_hi = np.minimum(times + 1, n_steps), np.minimum(times + 1 + window, n_steps)
-    behind_lo, behind_hi = np.maximum(times - window, 0), times
+        return BranchingResult(per_neuron, counted, margin, window, n_steps)
+    ahead_lo, ahead_hi = times + 1, times + 1 + window            # inside [margin, T - margin) by construction
+    behind_lo, behind_hi = times - window, times
     cumulative = np.zeros((n, n_steps + 1))
     for b in range(n_samples):
         s = spikes[b].T                                       # [N, T]
@@ -137,7 +155,7 @@ def branching_factor(raster, post, pre, margin: int = DEFAULT_MARGIN_MS,
         ratio = np.where(fired, target_spikes / np.maximum(source_spikes, 1.0), 0.0)
         counted[b] = fired.sum(axis=1)
         per_neuron[b] = np.where(counted[b] > 0, ratio.sum(axis=1) / np.maximum(counted[b], 1), np.nan)
-    return BranchingResult(per_neuron, counted, margin, window)
+    return BranchingResult(per_neuron, counted, margin, window, n_steps)
 
 
 def plot_branching(result: BranchingResult, path, title: str = "") -> Path:
@@ -154,9 +172,10 @@ def plot_branching(result: BranchingResult, path, title: str = "") -> Path:
             ax.axvline(result.mean, color="tab:red", lw=1.5, label=f"mean over samples {result.mean:.3f}")
             ax.legend(fontsize=9)
         else:
-            ax.text(0.5, 0.5, "no reservoir spike inside the margins", ha="center", va="center",
-                    transform=ax.transAxes)
-        ax.set_xlabel(f"branching ratio per neuron (window {result.window} ms, margins {result.margin} ms)")
+            ax.text(0.5, 0.5, f"no reservoir spike at {result.first_ms} <= t < {result.stop_ms} ms", ha="center",
+                    va="center", transform=ax.transAxes)
+        ax.set_xlabel(f"branching ratio per neuron (spikes at {result.first_ms} <= t < {result.stop_ms} ms; "
+                      f"windows {result.window} ms, buffers {result.margin} ms)")
         ax.set_ylabel("neurons x samples")
         ax.grid(alpha=0.3)
         ax.set_title(title or "Branching factor")
@@ -171,18 +190,22 @@ def branching_command(argv) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m lsm_core branching",
-        description="Branching factor (SPEC 3.8) of a run's liquid, from the spike rasters stored in its "
-                    "rasters.npz (20 samples per 10,000 of each split).  Prints the mean and its spread over "
-                    "samples and writes branching.json and branching.png into the run folder.")
+        description="Branching factor of a run's liquid (docs/evaluation.md#branching-factor), from the spike "
+                    "rasters stored in its rasters.npz (20 samples per 10,000 of each split).  A spike at t counts "
+                    "when MARGIN + WINDOW <= t < T - MARGIN - WINDOW (29 <= t < 221 ms for 250 ms samples, as in "
+                    "the paper's tool).  Prints the mean over samples, its spread and the value of each split used "
+                    "(the splits differ), and writes branching.json and branching.png into the run folder.")
     parser.add_argument("version", metavar="VERSION", help="run number")
     parser.add_argument("--output-root", metavar="DIR", default=None,
                         help="folder of the ver_<VERSION> run folders (default: the repository's train_data/)")
     parser.add_argument("--networks-dir", metavar="DIR", default=None,
                         help="folder of the run's Network_<NET_NUM>.npz (default: the one the run used)")
     parser.add_argument("--split", choices=("all",) + RASTER_SPLITS, default="all",
-                        help="rasters of which split to use (default: all stored rasters)")
+                        help="rasters of which split to use (default: all stored rasters; the value of each "
+                             "split is reported too)")
     parser.add_argument("--margin", type=int_option(0), default=DEFAULT_MARGIN_MS, metavar="MS",
-                        help=f"ms cut from both ends of each sample (default: {DEFAULT_MARGIN_MS})")
+                        help=f"buffer at both ends of each sample: spikes count from MARGIN + WINDOW ms to "
+                             f"T - MARGIN - WINDOW ms (default: {DEFAULT_MARGIN_MS})")
     parser.add_argument("--window", type=int_option(1), default=DEFAULT_WINDOW_MS, metavar="MS",
                         help=f"length of the source and target windows in ms (default: {DEFAULT_WINDOW_MS})")
     args = parser.parse_args(list(argv))
@@ -209,25 +232,37 @@ def branching_command(argv) -> int:
     raster = np.concatenate([rasters[f"{s}_spikes"][:, :, :net.n_res] for s in splits])
     syn = net.synapses()
     reservoir = (syn.pre < net.n_res) & (syn.post < net.n_res)
-    if raster.shape[1] <= 2 * args.margin:
-        raise UserError(f"the samples last {raster.shape[1]} ms, so margins of {args.margin} ms leave nothing; "
-                        f"choose --margin below {(raster.shape[1] + 1) // 2}.")
+    steps, reach = raster.shape[1], args.margin + args.window
+    if steps - reach <= reach:
+        largest = (steps - 2 * args.window - 1) // 2
+        raise UserError(f"the samples last {steps} ms, so margins of {args.margin} ms and windows of {args.window} ms "
+                        f"leave no time to count spikes in (they count at {reach} <= t < {steps - reach}); "
+                        + (f"choose --margin {largest} or less." if largest >= 0 else
+                           f"choose a --window below {(steps + 1) // 2}."))
 
     start = time.perf_counter()
     result = branching_factor(raster, syn.post[reservoir], syn.pre[reservoir], args.margin, args.window)
     elapsed = time.perf_counter() - start
 
     spread = result.spread()
-    where = f"{raster.shape[0]} samples ({', '.join(splits)}) x {raster.shape[1]} ms x {net.n_res} neurons"
+    by_split = _by_split(result, splits, [len(rasters[f"{s}_spikes"]) for s in splits])
+    named = _and_list(splits) + (" split" if len(splits) == 1 else " splits")
     if result.valid_samples.size:
-        print(f"branching factor of VERSION {version}: {result.mean:.4f}  (over samples: std {spread['std']:.4f}, "
-              f"min {spread['min']:.4f}, max {spread['max']:.4f}; {result.valid_samples.size} of "
-              f"{raster.shape[0]} samples with spikes)")
+        print(f"branching factor of VERSION {version} ({named}): {result.mean:.4f}  (over samples: std "
+              f"{spread['std']:.4f}, min {spread['min']:.4f}, max {spread['max']:.4f}; {result.valid_samples.size} "
+              f"of {raster.shape[0]} samples with counted spikes)")
     else:
-        print(f"branching factor of VERSION {version}: undefined - no reservoir spike inside the margins")
-    print(f"{where}; margins {args.margin} ms, window {args.window} ms; {int(result.spikes.sum())} spikes; "
-          f"computed in {elapsed:.2f} s")
+        print(f"branching factor of VERSION {version} ({named}): undefined - no reservoir spike at "
+              f"{result.first_ms} <= t < {result.stop_ms} ms")
+    if len(splits) > 1:
+        print("by split: " + "; ".join(
+            f"{s} {'-' if part['mean'] is None else format(part['mean'], '.4f')} ({part['samples']} samples)"
+            for s, part in by_split.items()))
+    print(f"{raster.shape[0]} samples ({', '.join(splits)}) x {steps} ms x {net.n_res} neurons; spikes counted at "
+          f"{result.first_ms} <= t < {result.stop_ms} ms (buffers {args.margin} ms, windows {args.window} ms): "
+          f"{int(result.spikes.sum())} spikes; computed in {elapsed:.2f} s")
     record = {"version": version, "model": config.model, "dataset": config.dataset, "splits": splits,
+              "by_split": by_split,
               "sample_index": {s: rasters[f"{s}_index"].tolist() for s in splits if f"{s}_index" in rasters},
               "n_res": net.n_res, "reservoir_synapses": int(reservoir.sum()), "duration_ms": int(raster.shape[1]),
               **result.summary(), "elapsed_s": round(elapsed, 4)}
@@ -236,3 +271,22 @@ def branching_command(argv) -> int:
                    title=f"{config.model} on {config.dataset_title}, VERSION {version}: branching factor")
     print(f"wrote {folder / 'branching.json'} and {folder / 'branching.png'}")
     return 0
+
+
+def _by_split(result: BranchingResult, splits, sizes) -> dict:
+    """{split: {"mean", "samples", "samples_with_spikes"}} of the splits whose rasters were concatenated, in
+    that order, `sizes` samples each (mean None: no sample of the split had a counted spike)."""
+    out, start = {}, 0
+    for split, size in zip(splits, sizes):
+        values = result.per_sample[start:start + size]
+        values = values[np.isfinite(values)]
+        out[split] = {"mean": float(values.mean()) if values.size else None, "samples": int(size),
+                      "samples_with_spikes": int(values.size)}
+        start += size
+    return out
+
+
+def _and_list(names) -> str:
+    """"valid", "valid and test", "valid, test and train"."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

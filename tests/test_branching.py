@@ -1,4 +1,6 @@
-"""Branching factor (SPEC 3.8): hand-built rasters with known answers, a naive reference, and the CLI."""
+"""Branching factor (docs/evaluation.md#branching-factor): hand-built rasters with known answers, a naive
+reference, and the CLI.  With the paper's settings (25 ms buffers, 4 ms windows, 250 ms samples) spikes at
+29 <= t < 221 count, their sources are looked for in [t-4, t) and their targets in [t+1, t+5)."""
 import hashlib
 import json
 from dataclasses import asdict
@@ -29,25 +31,53 @@ def tree(levels):
     return post, pre, level
 
 
+def test_the_paper_settings_count_spikes_from_29_to_220_ms():
+    result = branching_factor(np.zeros((1, 250, 2), bool), [1], [0])       # defaults: 25 ms buffers, 4 ms windows
+    assert (result.margin, result.window, result.first_ms, result.stop_ms) == (25, 4, 29, 221)
+    summary = result.summary()
+    assert (summary["counted_from_ms"], summary["counted_before_ms"]) == (29, 221)
+    assert (summary["margin_ms"], summary["window_ms"]) == (25, 4)
+
+
+def test_only_spikes_at_29_to_220_ms_count_and_their_windows_reach_25_to_224():
+    # 0 -> 1; neuron 0 spikes at 28, 60, 220 and 226, neuron 1 one ms after the first three
+    raster = raster_of(250, 2, [(28, 0), (29, 1), (60, 0), (61, 1), (220, 0), (221, 1), (226, 0)])
+    result = branching_factor(raster, [1], [0])
+    # neuron 0: its spikes at 60 and 220 count (28 and 226 do not); each has its target one ms later, the
+    # one after 220 at 221, inside the target window [221, 225): ratio 1 each
+    # neuron 1: its spikes at 29 and 61 count (221 does not); it has no targets: ratio 0 each
+    assert result.spikes[0].tolist() == [2, 2]
+    np.testing.assert_allclose(result.per_neuron[0], [1.0, 0.0])
+    assert result.mean == pytest.approx(0.5)
+    # counting from 25 ms (the buffer alone, as before) would add neuron 0's spike at 28 and neuron 1's at 221
+    wider = branching_factor(raster, [1], [0], margin=21)                   # 25 <= t < 225
+    assert wider.spikes[0].tolist() == [3, 3]
+
+
 def test_a_chain_that_doubles_has_branching_factor_2():
     post, pre, level = tree(4)                         # 1 -> 2 -> 4 -> 8 neurons, one level per ms
-    raster = raster_of(40, 15, [(20 + lv, i) for i, lv in enumerate(level)])
-    result = branching_factor(raster, post, pre, margin=17, window=4)   # counts t in [17, 23): leaves (t=23) out
-    assert result.mean == pytest.approx(2.0)
+    raster = raster_of(250, 15, [(218 + lv, i) for i, lv in enumerate(level)])
+    result = branching_factor(raster, post, pre)       # counts t in [29, 221): the leaves (t = 221) are out,
+    assert result.mean == pytest.approx(2.0)           # but count as targets of the level above (t = 220)
     np.testing.assert_allclose(result.per_neuron[0, level < 3], 2.0)
     assert np.isnan(result.per_neuron[0, level == 3]).all()
     assert result.spread() == {"std": 0.0, "min": 2.0, "max": 2.0}
+    assert int(result.spikes.sum()) == 7
 
 
 def test_a_chain_that_halves_has_branching_factor_one_half():
     post, pre, level = tree(4)
     post, pre = pre, post                              # edges child -> parent: 8 -> 4 -> 2 -> 1
-    times = {3: 16, 2: 17, 1: 18, 0: 19}                # leaves before the margin, root after it
-    raster = raster_of(36, 15, [(times[lv], i) for i, lv in enumerate(level)])
-    result = branching_factor(raster, post, pre, margin=17, window=4)   # counts t in [17, 19)
-    assert result.mean == pytest.approx(0.5)
+    times = {3: 28, 2: 29, 1: 30, 0: 31}                # the leaves at 28, before the counted spikes
+    raster = raster_of(250, 15, [(times[lv], i) for i, lv in enumerate(level)])
+    result = branching_factor(raster, post, pre)       # counts t in [29, 221)
+    # levels 2 and 1: one target spike each over two source spikes (the leaves' at 28 are inside the source
+    # window [25, 29) of level 2); the root: no target, ratio 0; the leaves do not count
     np.testing.assert_allclose(result.per_neuron[0, (level == 1) | (level == 2)], 0.5)
-    assert int(result.spikes.sum()) == 6
+    assert result.per_neuron[0, level == 0].tolist() == [0.0]
+    assert np.isnan(result.per_neuron[0, level == 3]).all()
+    assert result.mean == pytest.approx(6 * 0.5 / 7)
+    assert int(result.spikes.sum()) == 7
 
 
 def test_silence_gives_no_value():
@@ -58,12 +88,14 @@ def test_silence_gives_no_value():
     assert np.isnan(result.spread()["std"])
 
 
-def test_margins_cut_spikes_near_both_ends_and_windows_are_cut_at_the_edges():
-    raster = raster_of(20, 2, [(2, 0), (3, 1), (17, 0), (18, 1)])      # 0 -> 1, each pair near one end
+def test_without_buffers_the_windows_still_keep_spikes_away_from_the_ends():
+    raster = raster_of(20, 2, [(2, 0), (3, 1), (5, 0), (6, 1), (15, 0), (16, 1)])   # 0 -> 1
     post, pre = np.array([1]), np.array([0])
-    assert np.isnan(branching_factor(raster, post, pre, margin=5, window=4).mean)
-    result = branching_factor(raster, post, pre, margin=0, window=4)
-    np.testing.assert_allclose(result.per_neuron[0], [1.0, 0.0])       # 0: its target follows; 1: no target
+    assert np.isnan(branching_factor(raster, post, pre, margin=4, window=4).mean)   # counts t in [8, 12)
+    result = branching_factor(raster, post, pre, margin=0, window=4)                # counts t in [4, 16)
+    assert (result.first_ms, result.stop_ms) == (4, 16)
+    assert result.spikes[0].tolist() == [2, 1]                 # 0 at 5 and 15, 1 at 6 (not 2, 3 or 16)
+    np.testing.assert_allclose(result.per_neuron[0], [1.0, 0.0])       # 0: its targets follow; 1: no target
     assert result.mean == pytest.approx(0.5)
 
 
@@ -90,7 +122,8 @@ def test_sources_set_the_denominator_with_a_floor_of_one():
 
 
 def naive_branching(raster, post, pre, margin, window):
-    """Literal SPEC 3.8 loops, for comparison."""
+    """The definition as literal loops, for comparison (the paper's tool: t from margin + window up to
+    T - margin - window)."""
     n_samples, n_steps, n = raster.shape
     per_sample = []
     for b in range(n_samples):
@@ -98,7 +131,7 @@ def naive_branching(raster, post, pre, margin, window):
         for i in range(n):
             targets, sources = post[pre == i], pre[post == i]
             ratios = []
-            for t in range(margin, n_steps - margin):
+            for t in range(margin + window, n_steps - margin - window):
                 if raster[b, t, i]:
                     ahead = raster[b, t + 1:t + 1 + window][:, targets].sum()
                     behind = raster[b, max(t - window, 0):t][:, sources].sum()
@@ -165,13 +198,27 @@ def test_command_writes_json_and_histogram(tmp_path, capsys):
     record = json.loads((folder / "branching.json").read_text())
     assert record["mean"] == pytest.approx(expected.mean)
     assert record["splits"] == ["valid", "test"] and record["samples"] == 5 and record["margin_ms"] == 10
+    assert (record["counted_from_ms"], record["counted_before_ms"]) == (14, 86)    # 10 + 4 <= t < 100 - 10 - 4
     assert record["std"] == pytest.approx(expected.spread()["std"])
+    valid = branching_factor(spikes[:3, :, :net.n_res], syn.post[keep], syn.pre[keep], margin=10)
+    test = branching_factor(spikes[3:, :, :net.n_res], syn.post[keep], syn.pre[keep], margin=10)
+    assert sorted(record["by_split"]) == ["test", "valid"]            # JSON keys are written sorted
+    assert record["by_split"]["valid"]["mean"] == pytest.approx(valid.mean)
+    assert record["by_split"]["test"]["mean"] == pytest.approx(test.mean)
+    assert (record["by_split"]["valid"]["samples"], record["by_split"]["test"]["samples"]) == (3, 2)
     assert (folder / "branching.png").stat().st_size > 0
     out = capsys.readouterr().out
-    assert f"branching factor of VERSION 4: {expected.mean:.4f}" in out
+    assert f"branching factor of VERSION 4 (valid and test splits): {expected.mean:.4f}" in out
+    assert f"by split: valid {valid.mean:.4f} (3 samples); test {test.mean:.4f} (2 samples)" in out
+    assert "spikes counted at 14 <= t < 86 ms (buffers 10 ms, windows 4 ms)" in out
 
     assert main(["branching", "4", "--output-root", str(tmp_path / "runs"), "--split", "test"]) == 0
-    assert json.loads((folder / "branching.json").read_text())["samples"] == 2
+    record = json.loads((folder / "branching.json").read_text())
+    assert record["samples"] == 2 and record["splits"] == ["test"] and list(record["by_split"]) == ["test"]
+    out = capsys.readouterr().out
+    test_default = branching_factor(spikes[3:, :, :net.n_res], syn.post[keep], syn.pre[keep])     # 29 <= t < 71
+    assert record["mean"] == pytest.approx(test_default.mean)
+    assert f"branching factor of VERSION 4 (test split): {test_default.mean:.4f}" in out and "by split" not in out
 
 
 def test_command_errors_exit_2_with_a_message(tmp_path, capsys):
@@ -183,8 +230,14 @@ def test_command_errors_exit_2_with_a_message(tmp_path, capsys):
     assert "bad VERSION 'x1'" in capsys.readouterr().err
     assert main(["branching", "4", "--output-root", runs, "--split", "train"]) == 2
     assert "no rasters of the train split" in " ".join(capsys.readouterr().err.split())
-    assert main(["branching", "4", "--output-root", runs, "--margin", "50"]) == 2
-    assert "margins of 50 ms leave nothing" in " ".join(capsys.readouterr().err.split())
+    assert main(["branching", "4", "--output-root", runs, "--margin", "46"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "margins of 46 ms and windows of 4 ms leave no time to count spikes in" in err
+    assert "choose --margin 45 or less" in err
+    assert main(["branching", "4", "--output-root", runs, "--margin", "45"]) == 0      # t in [49, 51)
+    capsys.readouterr()
+    assert main(["branching", "4", "--output-root", runs, "--margin", "0", "--window", "50"]) == 2
+    assert "choose a --window below 50" in " ".join(capsys.readouterr().err.split())
     Network.generate(dims=(3, 3, 2), n_input=5, seed=3).save(network_path(7, tmp_path / "networks"))
     assert main(["branching", "4", "--output-root", runs]) == 2
     assert "is not the liquid this run was made with" in " ".join(capsys.readouterr().err.split())
