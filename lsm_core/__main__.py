@@ -6,9 +6,9 @@ import sys
 
 COMMANDS = {
     "network": ("lsm_core.network", "network_command", "generate a liquid: networks/Network_<N>.npz"),
-    "datasets": ("lsm_core.datasets", "datasets_command", "fetch, build or verify datasets"),
+    "datasets": ("lsm_core.datasets_command", "datasets_command", "fetch, build or verify datasets"),
     "bench": ("lsm_core.bench", "bench_command", "measure simulation speed (sample-ms/s)"),
-    "sweep": ("lsm_core.sweep", "sweep_command", "run a grid of runs (sweep file): local CPUs/GPUs, workers, Slurm"),
+    "sweep": ("lsm_core.workers", "sweep_command", "run a grid of runs (sweep file): local CPUs/GPUs, workers, Slurm"),
     "report": ("lsm_core.report", "report_command", "results of runs, or mean ± sd by group beside the paper's; plots"),
     "branching": ("lsm_core.branching", "branching_command", "branching factor of a run's stored rasters"),
     "kernel-quality": ("lsm_core.kernel_quality", "kernel_quality_command",

@@ -10,7 +10,6 @@ sub-commands (fetch, build-mnist, verify).
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
@@ -542,8 +541,8 @@ def _fetch_nmnist(data_dir, source_dir, log: Callable[[str], None]) -> Path:
     data_dir = Path(data_dir) if data_dir is not None else DATA_DIR_DEFAULT
     layout = ev.find_event_layout(data_dir, simulated=False)
     # recordings in the paper layout are never replaced; tonic's layout is completed by tonic
-    if layout is not None and (layout.kind == "paper" or _complete(_verify_nmnist(data_dir, False, log=None))):
-        _verify_nmnist(data_dir, False, log)
+    if layout is not None and (layout.kind == "paper" or _complete(verify_nmnist(data_dir, False, log=None))):
+        verify_nmnist(data_dir, False, log)
         log(f"N-MNIST is present in {layout.root}; nothing to download.")
         return layout.root
     save_to = ev.nmnist_folder(data_dir, simulated=False)
@@ -559,7 +558,7 @@ def _fetch_nmnist(data_dir, source_dir, log: Callable[[str], None]) -> Path:
             f"network access. Fetch it where there is network (`python -m lsm_core datasets fetch nmnist`) and "
             f"copy {save_to} here, or run on simulated recordings: `python -m lsm_core datasets simulate-nmnist`, "
             f"then add --simulated-nmnist to the script.") from exc
-    _verify_nmnist(data_dir, False, log)
+    verify_nmnist(data_dir, False, log)
     return ev.nmnist_folder(data_dir, simulated=False)
 
 
@@ -577,7 +576,7 @@ def _complete(counts: dict) -> bool:
                       "test": ev.N_TEST_RECORDINGS}
 
 
-def _verify_nmnist(data_dir, simulated: bool, log: Callable[[str], None] | None, sample: int = 100) -> dict:
+def verify_nmnist(data_dir, simulated: bool, log: Callable[[str], None] | None, sample: int = 100) -> dict:
     """Check an N-MNIST folder: layout, labels, and `sample` recordings per split decode; returns the
     split sizes.  With `log`, reports what was found."""
     splits, notes = ev.load_event_splits(data_dir, simulated)
@@ -655,62 +654,3 @@ def load_run_data(name: str, data_dir=None, simulated: bool = False,
     if simulated:
         info["simulated_marker"] = ev.read_simulated_marker(layout.root)
     return RunData(splits, notes, info)
-
-
-# ----------------------------------------------------------------------------------------------
-# Command line: python -m lsm_core datasets ...
-# ----------------------------------------------------------------------------------------------
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lsm_core datasets",
-                                     description="Fetch, build and verify the datasets.")
-    sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{fetch,build-mnist,verify,simulate-nmnist}")
-    fetch = sub.add_parser("fetch", help="download or build a dataset into the data folder")
-    fetch.add_argument("name", choices=sorted(DATASETS))
-    fetch.add_argument("--data-dir", default=None, help="data folder (default: datasets/)")
-    fetch.add_argument("--source-dir", default=None,
-                       help="local folder to read the data from instead of downloading (mnist: mnist.npz or "
-                            "mnist.pkl.gz; fmnist: the four IDX files)")
-    build = sub.add_parser("build-mnist", help="build mnist.npz from the deeplearning.net mnist.pkl.gz")
-    build.add_argument("--from", dest="source", required=True, metavar="FILE", help="mnist.pkl.gz")
-    build.add_argument("--out", default=None, help="output npz (default: datasets/mnist.npz)")
-    sub.add_parser("simulate-nmnist", add_help=False,       # dispatched to lsm_core.nmnist_sim before parsing
-                   help="write a simulated N-MNIST from the MNIST digits (options: simulate-nmnist --help)")
-    verify = sub.add_parser("verify", help="check a dataset's layout and checksums (N-MNIST: layout, labels, "
-                                           "and a sample of recordings decode)")
-    verify.add_argument("name", choices=sorted(DATASETS))
-    verify.add_argument("--data-dir", default=None, help="data folder (default: datasets/)")
-    verify.add_argument("--simulated", action="store_true",
-                        help="nmnist: check the simulated recordings (nmnist_simulated/) instead")
-    return parser
-
-
-def datasets_command(argv: list[str]) -> int:
-    """Run `python -m lsm_core datasets` with `argv`; returns the exit status (UserError propagates)."""
-    if argv[:1] == ["simulate-nmnist"]:                 # its own parser (lsm_core.nmnist_sim imports this module)
-        from lsm_core.nmnist_sim import simulate_nmnist_command
-
-        return simulate_nmnist_command(argv[1:])
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:           # --help (0) or a usage error (2)
-        return int(exc.code or 0)
-    if args.command == "fetch":
-        fetch_dataset(args.name, args.data_dir, args.source_dir)
-    elif args.command == "build-mnist":
-        path = build_mnist_from_pickle(args.source, args.out)
-        print(f"Wrote {path}; the MNIST checksums match.")
-    elif DATASETS[args.name].mode == "event":
-        folder = args.data_dir if args.data_dir is not None else DATA_DIR_DEFAULT
-        _verify_nmnist(folder, args.simulated, print)
-        print("N-MNIST layout, labels and the sampled recordings are fine"
-              + (" (SIMULATED recordings)." if args.simulated else "."))
-    else:
-        if args.simulated:
-            raise UserError(f"--simulated applies to nmnist only, not to {args.name}.")
-        data = load_image_dataset(args.name, args.data_dir, verify=True)
-        checked = "checksums match" if args.name in CONTENT_SHA256 else "no checksums recorded"
-        print(f"{data.path}: x_train {list(data.x_train.shape)}, x_test {list(data.x_test.shape)}, "
-              f"labels 0..{N_CLASSES - 1}; {checked}.")
-    return 0

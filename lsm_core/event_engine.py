@@ -448,9 +448,9 @@ def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn,
 def _inputs_for_kernel(inputs, steps, n_input):
     """(event_mode, probabilities float32 [B, n_in], events uint8 [B, T, n_in], steps), the unused
     mode's array empty."""
-    from lsm_core.simulator import _check_inputs
+    from lsm_core.engine_interface import check_inputs
 
-    inputs, steps, event_mode = _check_inputs(inputs, steps, n_input)
+    inputs, steps, event_mode = check_inputs(inputs, steps, n_input)
     if event_mode:
         return True, np.zeros((0, 0), np.float32), np.ascontiguousarray(inputs), steps
     return False, np.ascontiguousarray(inputs), np.zeros((0, 0, 0), np.uint8), steps
@@ -460,7 +460,7 @@ class _EventEngine:
     """What both event-driven simulators share: the tables, the constants, thread settings."""
 
     def __init__(self, net: Network, params, threads: Optional[int] = None, weight_order: str = "pre"):
-        from lsm_core.simulator import SimParams
+        from lsm_core.engine_interface import SimParams
 
         self.params = params if params is not None else SimParams()
         self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
@@ -498,10 +498,10 @@ class EventLiquidSimulator(_EventEngine):
             record_rows=()) -> tuple[np.ndarray, np.ndarray]:
         """As `LiquidSimulator.run`: counts int32 [B, N_res] and rasters bool [len(record_rows), T, N]."""
         event_mode, probabilities, events, steps = _inputs_for_kernel(inputs, steps, self.n_input)
-        from lsm_core.simulator import _record_rows
+        from lsm_core.engine_interface import record_rows_of
 
         keys = np.asarray(keys, np.uint32).reshape(-1)
-        record_rows = _record_rows(record_rows, False, len(keys))
+        record_rows = record_rows_of(record_rows, False, len(keys))
         out = _outputs(len(keys), steps, self.n_neurons, self.n_res, record_rows)
         self._threads()
         zeros = np.zeros(self.n_neurons, np.float32)
@@ -513,7 +513,7 @@ class EventLiquidSimulator(_EventEngine):
 
 
 def _outputs(rows: int, steps: int, n_neurons: int, n_res: int, record_rows: np.ndarray) -> dict:
-    """The kernels' output arrays; `record_rows` already checked (`simulator._record_rows`)."""
+    """The kernels' output arrays; `record_rows` already checked (`engine_interface.record_rows_of`)."""
     slot = np.full(rows, -1, np.int64)
     slot[record_rows] = np.arange(len(record_rows))
     return dict(slot=slot, counts=np.zeros((rows, n_res), np.int32),
@@ -530,7 +530,7 @@ class EventPlasticSimulator(_EventEngine):
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str, params=None,
                  reference_batch_quirk: bool = False, threads: Optional[int] = None):
-        from lsm_core.simulator import check_plastic_settings
+        from lsm_core.engine_interface import check_plastic_settings
 
         super().__init__(net, params, threads, weight_order="post")
         check_plastic_settings(rule, phase, self.params)
@@ -552,12 +552,12 @@ class EventPlasticSimulator(_EventEngine):
             start=None, record_rows=None):
         """As `PlasticSimulator.run`; `record_rows` (optional) records only those rows, and `spikes`
         then holds them in that order."""
-        from lsm_core.simulator import PlasticRun, _record_rows, learning_rows
+        from lsm_core.engine_interface import PlasticRun, learning_rows, record_rows_of
 
         event_mode, probabilities, events, steps = _inputs_for_kernel(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)
         rows = len(keys)
-        record_rows = _record_rows(record_rows, record, rows)
+        record_rows = record_rows_of(record_rows, record, rows)
         learns = learning_rows(rows, self.reference_batch_quirk)
         if start is None:
             weights = self.weights

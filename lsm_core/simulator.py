@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -26,11 +26,20 @@ import tensorflow as tf
 
 from lsm_core import plasticity as rules
 from lsm_core.config import ENGINES, PAPER
+from lsm_core.engine_interface import (
+    PHASES,
+    RULES,
+    PlasticRun,
+    SimParams,
+    StreamCarry,
+    check_inputs,
+    check_plastic_settings,
+    learning_rows,
+    record_rows_of,
+)
 from lsm_core.network import EXC, INH, Network
 from lsm_core.randomness import pixel_codes_np, sample_keys, step_pixel_uniform_tf
 
-RULES = ("static", "stdp", "nalsm", "apstdp")
-PHASES = ("sample", "init")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,31 +207,6 @@ class SynapseTable:
 # The compiled time loop: the plumbing
 # ----------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class SimParams:
-    """Constants of SPEC 3 that `simulate(params=...)` may override, by the SPEC's names."""
-
-    lr: float = PAPER.plasticity.lr
-    lr_decay: float = PAPER.plasticity.lr_decay
-    w_max: float = PAPER.plasticity.w_max
-    input_current: float = PAPER.neuron.input_current
-    astro_w: Optional[float] = None
-    astro_tau: float = PAPER.plasticity.astro_tau
-    astro_bias_offset: float = PAPER.plasticity.astro_bias_offset
-    rate_threshold: Optional[float] = None
-    rate_range: Optional[float] = None
-    calcium_tau: float = PAPER.plasticity.calcium_tau
-
-    @classmethod
-    def from_overrides(cls, overrides: Optional[dict]) -> "SimParams":
-        overrides = dict(overrides or {})
-        unknown = sorted(set(overrides) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown simulation parameter(s) {unknown}; known: "
-                             f"{sorted(cls.__dataclass_fields__)}")
-        return replace(cls(), **overrides)
-
-
 def _on(device: Optional[str]):
     """tf.device(device), or no placement at all for None."""
     return tf.device(device) if device else contextlib.nullcontext()
@@ -263,22 +247,6 @@ def _input_spikes(inputs, keys, t, event_mode: bool, pixel_codes):
     if event_mode:
         return tf.cast(inputs[:, t, :], tf.float32)
     return tf.cast(step_pixel_uniform_tf(keys, t, pixel_codes) < inputs, tf.float32)
-
-
-def _check_inputs(inputs, steps, n_input: int):
-    """Validate inputs; returns (inputs as uint8 events or float32 probabilities, steps, event_mode)."""
-    inputs = np.asarray(inputs)
-    event_mode = inputs.ndim == 3
-    if inputs.shape[-1] != n_input:
-        raise ValueError(f"inputs have {inputs.shape[-1]} input channels, the liquid has {n_input}")
-    if event_mode:
-        steps = inputs.shape[1] if steps is None else int(steps)
-        if steps > inputs.shape[1]:
-            raise ValueError(f"steps={steps} but only {inputs.shape[1]} ms of input spikes were given")
-        return inputs[:, :steps].astype(np.uint8, copy=False), steps, True
-    if steps is None:
-        raise ValueError("image mode needs steps= (the duration in ms)")
-    return inputs.astype(np.float32, copy=False), int(steps), False
 
 
 class LiquidSimulator:
@@ -335,7 +303,7 @@ class LiquidSimulator:
         steps: T (event mode: defaults to the given T); record_rows: rows whose rasters to keep.
         Returns counts int32 [B, N_res] and rasters bool [len(record_rows), T, N].
         """
-        inputs, steps, event_mode = _check_inputs(inputs, steps, self.n_input)
+        inputs, steps, event_mode = check_inputs(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)
         record_rows = np.asarray(record_rows, np.int64).reshape(-1)
 
@@ -354,28 +322,6 @@ class LiquidSimulator:
         return np.concatenate([counts for _, counts, _ in results]), raster
 
 
-class StreamCarry(NamedTuple):
-    """What the init phase carries from snapshot to snapshot (and from call to call), batch 1:
-    weights float32 [1, n_syn] (synapse-list order), trace and calcium float32 [1, N]."""
-
-    weights: np.ndarray
-    trace: np.ndarray
-    calcium: np.ndarray
-
-
-class PlasticRun(NamedTuple):
-    """Result of `PlasticSimulator.run`: counts int32 [rows, N_res]; spikes bool [recorded rows, T, N];
-    astro float32 [rows, T] (A after each step); and the final `weights`
-    [B, n_syn], `trace` and `calcium` [B, N] -- B = 1 in the init phase."""
-
-    counts: np.ndarray
-    spikes: np.ndarray
-    astro: np.ndarray
-    weights: np.ndarray
-    trace: np.ndarray
-    calcium: np.ndarray
-
-
 class _GroupConstants(NamedTuple):
     """A `SynapseGroup` as TensorFlow constants."""
 
@@ -392,16 +338,6 @@ class _TableConstants(NamedTuple):
 
     groups: tuple         # one _GroupConstants per row group
     inverse: tf.Tensor    # int32 [N_res]
-
-
-def check_plastic_settings(rule: str, phase: str, params: SimParams) -> None:
-    """Refuse a plastic simulator without a plastic rule, a phase or the rule's required scalars."""
-    if rule not in ("stdp", "nalsm", "apstdp") or phase not in PHASES:
-        raise ValueError(f"PlasticSimulator needs a plastic rule and a phase, got {rule!r}, {phase!r}")
-    if rule == "nalsm" and params.astro_w is None:
-        raise ValueError('rule "nalsm" needs params["astro_w"] (ASTRO_W_SCALING)')
-    if rule == "apstdp" and (params.rate_threshold is None or params.rate_range is None):
-        raise ValueError('rule "apstdp" needs params["rate_threshold"] and params["rate_range"]')
 
 
 class PlasticSimulator:
@@ -563,9 +499,9 @@ class PlasticSimulator:
         Sample phase on several devices: each simulates a contiguous slice of the rows; the result
         is the one-device result, bit for bit.
         """
-        inputs, steps, event_mode = _check_inputs(inputs, steps, self.n_input)
+        inputs, steps, event_mode = check_inputs(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)
-        record_rows = _record_rows(record_rows, record, len(keys))
+        record_rows = record_rows_of(record_rows, record, len(keys))
         record = len(record_rows) > 0
         learns = learning_rows(len(keys), self.reference_batch_quirk)
         if start is None:
@@ -586,27 +522,6 @@ class PlasticSimulator:
         parts = _over_devices(self.devices, len(keys), run_part)
         run = parts[0] if len(parts) == 1 else PlasticRun(*(np.concatenate(field) for field in zip(*parts)))
         return run._replace(spikes=run.spikes[record_rows])
-
-
-def learning_rows(rows: int, reference_batch_quirk: bool) -> np.ndarray:
-    """float32 [rows]: 1 for the rows of a sample-phase batch that learn, 0 for those that keep their
-    starting weights (the reference batch quirk: row 0 only).  Computed for the whole batch (and sliced
-    with its rows), so that a batch split over devices learns in exactly the rows of the unsplit batch.
-    """
-    learns = np.ones(rows, np.float32)
-    if reference_batch_quirk:
-        learns[1:] = 0.0
-    return learns
-
-
-def _record_rows(record_rows, record: bool, rows: int) -> np.ndarray:
-    """The rows whose spikes a plastic run keeps: `record_rows` if given, else all rows or none."""
-    if record_rows is None:
-        return np.arange(rows) if record else np.zeros(0, np.int64)
-    record_rows = np.asarray(record_rows, np.int64).reshape(-1)
-    if len(record_rows) and (record_rows.min() < 0 or record_rows.max() >= rows):
-        raise ValueError(f"record rows must lie in [0, {rows}), got {record_rows.tolist()}")
-    return record_rows
 
 
 # ----------------------------------------------------------------------------------------------

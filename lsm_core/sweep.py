@@ -25,7 +25,7 @@ Every run of a sweep is an ordinary run: the script of its model and dataset, gi
 options (`SweepRun.command`), resumes or inspects it.  This module parses and checks the file (every
 mistake is refused before anything runs, naming its line), expands it, checks the VERSIONs against the
 run folders and the other sweeps' manifests, and writes the manifest `<output-root>/sweeps/<name>.json`.
-Running the runs is `workers.py`.
+Running the runs, and the `sweep` command, is `workers.py`.
 """
 from __future__ import annotations
 
@@ -609,105 +609,3 @@ def format_runs(sweep: Sweep, paths: SweepPaths, statuses: dict | None = None) -
                      statuses.get(run.version, "-"), run.command(paths)])
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
-
-
-# ----------------------------------------------------------------------------------------------
-# The command
-# ----------------------------------------------------------------------------------------------
-
-def _parser() -> argparse.ArgumentParser:
-    from lsm_core.cli import int_option
-    from lsm_core.runlock import STALE_AFTER_S
-
-    parser = argparse.ArgumentParser(
-        prog="python -m lsm_core sweep",
-        description="Run a grid of runs described by a sweep file (TOML): on this machine (--jobs, --gpus), as "
-                    "a worker started by any scheduler (--worker), or as a Slurm job array (--backend slurm). "
-                    "Each run is an ordinary run (same folder, resume and outputs as its script); re-running the "
-                    "sweep skips finished runs and resumes partial ones.",
-        epilog="Example: python -m lsm_core sweep sweeps/demo.toml --dry-run; then --jobs 2.")
-    add = parser.add_argument
-    add("file", metavar="FILE.toml", help="the sweep file")
-    add("--dry-run", action="store_true", help="print the table of runs (VERSION, parameters, status, the plain "
-                                               "command of each) and run nothing")
-    local = parser.add_argument_group("local executor (the default)")
-    local.add_argument("--jobs", type=int_option(1), default=None, metavar="N",
-                       help="runs at a time on the CPU, TensorFlow's threads divided between them (default 1)")
-    local.add_argument("--gpus", metavar="LIST", help="one run per GPU at a time, e.g. 0,1,2,3 (each worker gets "
-                                                      "its own CUDA_VISIBLE_DEVICES)")
-    worker = parser.add_argument_group("worker (start any number, under any scheduler)")
-    worker.add_argument("--worker", action="store_true", help="claim unfinished runs one after another until none "
-                                                              "is left")
-    worker.add_argument("--gpu", metavar="ANSWER", help="the GPU answer for this worker's runs (default: the "
-                                                        "sweep's); 'allocated': the GPUs the scheduler gave the job")
-    worker.add_argument("--threads", type=int_option(1), metavar="N", help="CPU threads of this worker")
-    worker.add_argument("--no-wait", action="store_true", help="leave when the remaining runs are all held by other "
-                                                               "workers (default: wait, and take over a run whose "
-                                                               "worker died)")
-    worker.add_argument("--worker-name", default="", help=argparse.SUPPRESS)
-    slurm = parser.add_argument_group("Slurm (--backend slurm, through submitit)")
-    slurm.add_argument("--backend", choices=("local", "slurm"), default="local", help="who starts the workers")
-    slurm.add_argument("--cluster", choices=("slurm", "local", "debug"), default=None,
-                       help="submitit's executor (default: Slurm where sbatch exists); 'local' runs the same job "
-                            "array as processes on this machine")
-    slurm.add_argument("--tasks", type=int_option(1), metavar="N", help="workers in the job array (default: one per "
-                                                                        "unfinished run)")
-    slurm.add_argument("--array-parallelism", type=int_option(1), metavar="K", help="at most K tasks at once")
-    slurm.add_argument("--partition", help="Slurm partition")
-    slurm.add_argument("--time", type=int_option(1), default=24 * 60, metavar="MIN",
-                       help="time limit per task in minutes (default 1440); a task stopped by it leaves its run "
-                            "resumable")
-    slurm.add_argument("--gpus-per-task", type=int_option(0), default=0, metavar="G", help="GPUs per task (default 0)")
-    slurm.add_argument("--cpus-per-task", type=int_option(1), metavar="C", help="CPU cores per task")
-    slurm.add_argument("--detach", action="store_true", help="submit and return instead of watching the jobs")
-    common = parser.add_argument_group("folders and locks")
-    common.add_argument("--output-root", metavar="DIR", help="folder of the ver_<VERSION> run folders and of "
-                                                             "sweeps/ (default: the repository's train_data/)")
-    common.add_argument("--networks-dir", metavar="DIR", help="folder of the liquids (default: networks/)")
-    common.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: datasets/)")
-    common.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="S",
-                        help=f"a lock from another machine without a heartbeat for S seconds belongs to a dead "
-                             f"worker and is taken over (default {STALE_AFTER_S:.0f})")
-    return parser
-
-
-def sweep_command(argv) -> int:
-    """`python -m lsm_core sweep FILE.toml [...]`."""
-    from lsm_core import workers
-    from lsm_core.cli import _path
-
-    args = _parser().parse_args(list(argv))
-    if args.worker and (args.jobs or args.gpus or args.backend != "local"):
-        raise UserError("--worker runs one worker in this process; it does not combine with --jobs, --gpus or "
-                        "--backend slurm.")
-    if args.gpus and args.jobs:
-        raise UserError("--gpus runs one worker per GPU; leave out --jobs (it would be the number of GPUs).")
-    if args.backend == "slurm" and (args.jobs or args.gpus):
-        raise UserError("--jobs and --gpus belong to the local executor; with --backend slurm use --tasks and "
-                        "--gpus-per-task.")
-    if args.stale_after <= 0:
-        raise UserError(f"--stale-after {args.stale_after:g}: give a positive number of seconds.")
-    gpus = parse_gpu(args.gpus).split(",") if args.gpus else None
-    if gpus == ["cpu"]:
-        raise UserError(f"--gpus {args.gpus!r}: give GPU indices such as 0,1 (for the CPU use --jobs).")
-    gpu = args.gpu if args.gpu in (None, "allocated") else parse_gpu(args.gpu)
-    paths = SweepPaths(output_root=_path(args.output_root), networks_dir=_path(args.networks_dir),
-                       data_dir=_path(args.data_dir))
-    sweep = load_sweep(args.file, paths)
-    if args.dry_run:
-        statuses = {run.version: workers.run_state(run, paths, args.stale_after) for run in sweep.runs}
-        print(format_runs(sweep, paths, statuses))
-        print(f"{len(sweep.runs)} runs, VERSION {sweep.runs[0].version}-{sweep.runs[-1].version}; manifest: "
-              f"{sweep.manifest_path(paths)} (written when the sweep runs)")
-        return 0
-    write_manifest(sweep, paths)
-    settings = workers.WorkerSettings(sweep_file=str(sweep.path), paths=paths, gpu=gpu, threads=args.threads,
-                                      wait=not args.no_wait, stale_after=args.stale_after, name=args.worker_name)
-    if args.worker:
-        return workers.work(settings)
-    if args.backend == "slurm":
-        return workers.run_slurm(sweep, settings, cluster=args.cluster, tasks=args.tasks, time_min=args.time,
-                                 partition=args.partition, gpus_per_task=args.gpus_per_task,
-                                 cpus_per_task=args.cpus_per_task, array_parallelism=args.array_parallelism,
-                                 detach=args.detach)
-    return workers.run_local(sweep, settings, jobs=args.jobs or 1, gpus=gpus)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from lsm_core import datasets as ds
+from lsm_core.datasets_command import datasets_command
 from lsm_core import events as ev
 from lsm_core.errors import UserError
 from lsm_core.idx import encode_idx, write_idx
@@ -81,7 +82,7 @@ def test_shipped_checksums_verify():
     assert ds.content_checksums(load_npz(SHIPPED)) == ds.CONTENT_SHA256["mnist"]
     assert data.y_train.dtype == np.int64 and data.y_test.dtype == np.int64
     assert data.x_train.dtype == np.uint8 and data.path == SHIPPED
-    assert ds.datasets_command(["verify", "mnist"]) == 0
+    assert datasets_command(["verify", "mnist"]) == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def test_a_damaged_data_file_names_the_file_and_the_fix(tmp_path, tiny_standard_
     fetch = f"python -m lsm_core datasets fetch {name}"
     loads = [lambda: ds.load_image_dataset(name, tmp_path, verify=True),
              lambda: ds.load_image_dataset(name, tmp_path, verify=False),      # zip's CRC-32 alone catches a flip
-             lambda: ds.datasets_command(["verify", name, "--data-dir", str(tmp_path)])]
+             lambda: datasets_command(["verify", name, "--data-dir", str(tmp_path)])]
     if how != "deleted":               # load_run_data would fetch a missing fmnist.npz instead
         loads.append(lambda: ds.load_run_data(name, tmp_path, log=None))
     for load in loads:
@@ -270,7 +271,7 @@ def test_build_from_tiny_pickle(tmp_path):
     with pytest.raises(UserError):
         ds.build_mnist_from_pickle(source, tmp_path / "refused.npz")
     with pytest.raises(UserError):
-        ds.datasets_command(["build-mnist", "--from", str(source), "--out", str(tmp_path / "x.npz")])
+        datasets_command(["build-mnist", "--from", str(source), "--out", str(tmp_path / "x.npz")])
     assert not (tmp_path / "refused.npz").exists() and not (tmp_path / "x.npz").exists()
 
 
@@ -329,9 +330,9 @@ def test_fetch_keeps_verified_file(monkeypatch):
 
 
 def test_command_line_usage():
-    assert ds.datasets_command(["--help"]) == 0
-    assert ds.datasets_command(["bogus"]) == 2
-    assert ds.datasets_command([]) == 2
+    assert datasets_command(["--help"]) == 0
+    assert datasets_command(["bogus"]) == 2
+    assert datasets_command([]) == 2
 
 
 def test_image_splits_cover_the_standard_split_batch_by_batch(mnist, full_split):
@@ -382,8 +383,8 @@ def test_fmnist_from_a_source_folder(tmp_path, fake_fmnist, fake_checksums, monk
     for key in ds.ARRAY_KEYS:
         np.testing.assert_array_equal(getattr(data, key), arrays[key])
     assert load_npz(path)["x_train"].dtype == np.uint8
-    assert ds.datasets_command(["fetch", "fmnist", "--data-dir", str(tmp_path)]) == 0     # kept: nothing to do
-    assert ds.datasets_command(["verify", "fmnist", "--data-dir", str(tmp_path)]) == 0
+    assert datasets_command(["fetch", "fmnist", "--data-dir", str(tmp_path)]) == 0     # kept: nothing to do
+    assert datasets_command(["verify", "fmnist", "--data-dir", str(tmp_path)]) == 0
 
 
 def test_fmnist_from_debians_folder_then_from_a_download(tmp_path, fake_fmnist, fake_checksums, monkeypatch):
@@ -503,11 +504,11 @@ def test_fetch_nmnist_without_network_or_with_a_source_dir(tmp_path, monkeypatch
 
 def test_verify_nmnist(tmp_path, capsys):
     write_simulated(tmp_path)
-    assert ds.datasets_command(["verify", "nmnist", "--simulated", "--data-dir", str(tmp_path)]) == 0
+    assert datasets_command(["verify", "nmnist", "--simulated", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "train: 10 recordings" in out and "SIMULATED" in out and "last sixth" in out
     with pytest.raises(UserError, match="datasets fetch nmnist"):
-        ds.datasets_command(["verify", "nmnist", "--data-dir", str(tmp_path)])
+        datasets_command(["verify", "nmnist", "--data-dir", str(tmp_path)])
 
 
 def test_load_run_data_fetches_what_can_be_fetched(tmp_path, fake_fmnist, fake_checksums, monkeypatch):
