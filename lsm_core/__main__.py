@@ -17,7 +17,8 @@ COMMANDS = {
 
 
 def _usage() -> str:
-    lines = ["usage: python -m lsm_core [--verbose] <command> [options]   (<command> --help for its options)",
+    program = "lsm-core" if os.path.basename(sys.argv[0]) == "lsm-core" else "python -m lsm_core"
+    lines = [f"usage: {program} [--verbose] <command> [options]   (<command> --help for its options)",
              "", "--verbose shows TensorFlow's own start-up log (hidden unless TF_CPP_MIN_LOG_LEVEL is set)", "",
              "commands:"]
     lines += [f"  {name:<15} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
     from importlib import import_module
 
     from lsm_core.cli import format_user_error, signals_stop_cleanly
-    from lsm_core.errors import UserError, interruption
+    from lsm_core.errors import UserError, interruption, missing_package
 
     from lsm_core.devices import quiet_tensorflow
 
@@ -49,6 +50,9 @@ def main(argv=None) -> int:
             return int(getattr(import_module(module), function)(rest) or 0)
     except UserError as exc:
         print(format_user_error(exc), file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        print(format_user_error(missing_package(exc)), file=sys.stderr)
         return 2
     except BrokenPipeError:          # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

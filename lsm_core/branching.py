@@ -197,7 +197,7 @@ def branching_command(argv) -> int:
                     "(the splits differ), and writes branching.json and branching.png into the run folder.")
     parser.add_argument("version", metavar="VERSION", help="run number")
     parser.add_argument("--output-root", metavar="DIR", default=None,
-                        help="folder of the ver_<VERSION> run folders (default: the repository's train_data/)")
+                        help="folder of the ver_<VERSION> run folders (default: ./train_data, or $LSM_CORE_OUTPUT_ROOT)")
     parser.add_argument("--networks-dir", metavar="DIR", default=None,
                         help="folder of the run's Network_<NET_NUM>.npz (default: the one the run used)")
     parser.add_argument("--split", choices=("all",) + RASTER_SPLITS, default="all",

@@ -19,12 +19,11 @@ import signal
 import sys
 import textwrap
 import threading
-from pathlib import Path
 
+from lsm_core import places
 from lsm_core.config import DATASETS, ENGINES, MODELS, PAPER, RunConfig
-from lsm_core.errors import Terminated, UserError, interruption
+from lsm_core.errors import Terminated, UserError, interruption, missing_package
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED_MAX = 2 ** 31 - 1
 # Example answers for the --help text; None: no paper value known, a placeholder is shown.
 _EXAMPLE_SCALARS = {"ASTRO_W_SCALING": "0.015", "INTIAL_ABS_W_SCLR": "1.0"}
@@ -122,11 +121,11 @@ def build_parser(model: str, dataset: str) -> argparse.ArgumentParser:
     dims = "x".join(map(str, PAPER.generation.default_dims))
     add("--dims", type=_dims_option, default=PAPER.generation.default_dims, metavar="AxBxC",
         help=f"grid of a liquid generated because NET_NUM_VAR does not exist yet (default: {dims})")
-    add("--data-dir", metavar="PATH", help="dataset folder (default: the repository's datasets/)")
+    add("--data-dir", metavar="PATH", help=f"dataset folder (default: {places.describe('datasets')})")
     add("--output-root", metavar="PATH",
-        help="folder of the ver_<VERSION> run folders (default: the repository's train_data/)")
+        help=f"folder of the ver_<VERSION> run folders (default: {places.describe('train_data')})")
     add("--networks-dir", metavar="PATH",
-        help="folder of the Network_<NET_NUM>.npz liquids (default: the repository's networks/)")
+        help=f"folder of the Network_<NET_NUM>.npz liquids (default: {places.describe('networks')})")
     add("--overwrite", action="store_true",
         help="replace an existing VERSION folder whose parameters differ")
     add("--require-gpu", action="store_true",
@@ -242,6 +241,9 @@ def run_script(model_name: str, dataset_name: str, argv=None) -> int:
             pipeline.run(config)
     except UserError as exc:
         print(format_user_error(exc), file=sys.stderr, flush=True)
+        return 2
+    except ModuleNotFoundError as exc:
+        print(format_user_error(missing_package(exc)), file=sys.stderr, flush=True)
         return 2
     except OSError as exc:          # disk full, folder removed under the run, permissions changed...
         where = f" ({exc.filename})" if exc.filename else ""

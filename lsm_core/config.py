@@ -6,9 +6,6 @@ Everything fixed "at the paper's values" (SPEC section 3) lives here.  Times are
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
-DATA_DIR_DEFAULT = Path(__file__).resolve().parent.parent / "datasets"   # the repository's datasets/
 
 
 @dataclass(frozen=True)
@@ -179,6 +176,11 @@ MODELS = {
         "INTIAL_ABS_W_SCLR"),
 }
 
+# The nine benchmarks: (model, dataset) pairs that have a top-level script (cli.script_name).
+BENCHMARKS = (("NALSM", "mnist"), ("NALSM", "nmnist"), ("NALSM", "fmnist"), ("LSM_STDP", "mnist"),
+              ("LSM_STDP", "nmnist"), ("LSM", "mnist"), ("LSM", "nmnist"), ("LSM_APSTDP", "mnist"),
+              ("LSM_APSTDP", "nmnist"))
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -229,9 +231,9 @@ class RunConfig:
     duration_ms: int = PAPER.protocol.duration_ms
     seed: int = 0
     dims: tuple = GenerationConstants().default_dims
-    data_dir: str | None = None          # None: the repository's datasets/
-    output_root: str | None = None       # None: the repository's train_data/
-    networks_dir: str | None = None      # None: the repository's networks/
+    data_dir: str | None = None          # None: places.data_dir() ($LSM_CORE_DATA_DIR or ./datasets)
+    output_root: str | None = None       # None: places.output_root() ($LSM_CORE_OUTPUT_ROOT or ./train_data)
+    networks_dir: str | None = None      # None: places.networks_dir() ($LSM_CORE_NETWORKS_DIR or ./networks)
     overwrite: bool = False
     require_gpu: bool = False
     reference_batch_quirk: bool = False

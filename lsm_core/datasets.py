@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from lsm_core import events as ev
-from lsm_core.config import DATA_DIR_DEFAULT, DATASETS, N_CLASSES, PAPER
+from lsm_core.config import DATASETS, N_CLASSES, PAPER
+from lsm_core.places import data_dir as default_data_dir
 from lsm_core.errors import UserError
 from lsm_core.idx import load_idx_bytes, read_idx
 from lsm_core.storage import atomic_save_npz, atomic_write_bytes, load_npz
@@ -86,7 +87,7 @@ class ImageData:
 def dataset_path(name: str, data_dir=None) -> Path:
     """Path of the data file (or folder) of dataset `name` under `data_dir` (default: datasets/)."""
     spec = _spec(name)
-    return Path(data_dir if data_dir is not None else DATA_DIR_DEFAULT) / spec.file
+    return Path(data_dir if data_dir is not None else default_data_dir()) / spec.file
 
 
 def content_checksums(arrays: dict) -> dict:
@@ -538,7 +539,7 @@ def _fetch_nmnist(data_dir, source_dir, log: Callable[[str], None]) -> Path:
                         "folder instead, as nmnist/{train_all,valid_all,test_all}/ (paper layout, with labels.csv) "
                         "or as the NMNIST/ folder tonic made (nmnist/NMNIST/Train, .../Test), and run "
                         "`python -m lsm_core datasets verify nmnist`.")
-    data_dir = Path(data_dir) if data_dir is not None else DATA_DIR_DEFAULT
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     layout = ev.find_event_layout(data_dir, simulated=False)
     # recordings in the paper layout are never replaced; tonic's layout is completed by tonic
     if layout is not None and (layout.kind == "paper" or _complete(verify_nmnist(data_dir, False, log=None))):
@@ -637,7 +638,7 @@ def load_run_data(name: str, data_dir=None, simulated: bool = False,
     spec = _spec(name)
     if simulated and spec.mode != "event":
         raise UserError(f"Simulated data exists only for N-MNIST, not for {spec.title or name}.")
-    folder = Path(data_dir) if data_dir is not None else DATA_DIR_DEFAULT
+    folder = Path(data_dir) if data_dir is not None else default_data_dir()
     if spec.mode == "image":
         if name != "mnist" and not dataset_path(name, data_dir).is_file():
             log(f"{dataset_path(name, data_dir)} is missing: fetching it (`python -m lsm_core datasets fetch {name}`).")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from lsm_core.config import DATA_DIR_DEFAULT, DATASETS, N_CLASSES
+from lsm_core import places
+from lsm_core.config import DATASETS, N_CLASSES
 from lsm_core.datasets import (
     CONTENT_SHA256,
     build_mnist_from_pickle,
@@ -23,19 +24,19 @@ def _parser() -> argparse.ArgumentParser:
                                 metavar="{fetch,build-mnist,verify,simulate-nmnist}")
     fetch = sub.add_parser("fetch", help="download or build a dataset into the data folder")
     fetch.add_argument("name", choices=sorted(DATASETS))
-    fetch.add_argument("--data-dir", default=None, help="data folder (default: datasets/)")
+    fetch.add_argument("--data-dir", default=None, help=f"data folder (default: {places.describe('datasets')})")
     fetch.add_argument("--source-dir", default=None,
                        help="local folder to read the data from instead of downloading (mnist: mnist.npz or "
                             "mnist.pkl.gz; fmnist: the four IDX files)")
     build = sub.add_parser("build-mnist", help="build mnist.npz from the deeplearning.net mnist.pkl.gz")
     build.add_argument("--from", dest="source", required=True, metavar="FILE", help="mnist.pkl.gz")
-    build.add_argument("--out", default=None, help="output npz (default: datasets/mnist.npz)")
+    build.add_argument("--out", default=None, help="output npz (default: mnist.npz in the data folder)")
     sub.add_parser("simulate-nmnist", add_help=False,       # dispatched to lsm_core.nmnist_sim before parsing
                    help="write a simulated N-MNIST from the MNIST digits (options: simulate-nmnist --help)")
     verify = sub.add_parser("verify", help="check a dataset's layout and checksums (N-MNIST: layout, labels, "
                                            "and a sample of recordings decode)")
     verify.add_argument("name", choices=sorted(DATASETS))
-    verify.add_argument("--data-dir", default=None, help="data folder (default: datasets/)")
+    verify.add_argument("--data-dir", default=None, help=f"data folder (default: {places.describe('datasets')})")
     verify.add_argument("--simulated", action="store_true",
                         help="nmnist: check the simulated recordings (nmnist_simulated/) instead")
     return parser
@@ -55,7 +56,7 @@ def datasets_command(argv: list[str]) -> int:
         path = build_mnist_from_pickle(args.source, args.out)
         print(f"Wrote {path}; the MNIST checksums match.")
     elif DATASETS[args.name].mode == "event":
-        folder = args.data_dir if args.data_dir is not None else DATA_DIR_DEFAULT
+        folder = args.data_dir if args.data_dir is not None else places.data_dir()
         verify_nmnist(folder, args.simulated, print)
         print("N-MNIST layout, labels and the sampled recordings are fine"
               + (" (SIMULATED recordings)." if args.simulated else "."))

@@ -29,3 +29,16 @@ class DamagedFile(UserError):
     def __init__(self, path, reason: str, fix: str = "Delete it and re-run the same command to recompute it."):
         self.path, self.reason = path, reason
         super().__init__(f"{path} is damaged: {reason}. {fix}")
+
+
+def missing_package(exc: ModuleNotFoundError) -> UserError:
+    """The message for a required package that is not installed (TensorFlow above all: the package's
+    extras [cpu] and [gpu] choose which build, so a plain `pip install .` has none)."""
+    name = (exc.name or "").split(".")[0]
+    if name == "tensorflow":
+        fix = ('install one TensorFlow build: `pip install tensorflow-cpu==2.21.0` (or `pip install ".[cpu]"` '
+               'from the repository), or on Linux with an NVIDIA GPU `pip install "tensorflow[and-cuda]==2.21.0"` '
+               '(".[gpu]"); never both')
+    else:
+        fix = f"install it (`pip install {name}`), or install the requirements again (`pip install -r requirements.txt`)"
+    return UserError(f"the package {name!r} is not installed: {fix}.")

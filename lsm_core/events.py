@@ -317,8 +317,8 @@ def _set_fix(root: Path, simulated: bool, damaged=None) -> str:
 
 
 def _default_data_dir() -> Path:
-    from lsm_core.config import DATA_DIR_DEFAULT
-    return DATA_DIR_DEFAULT.resolve()
+    from lsm_core.places import data_dir
+    return data_dir().resolve()
 
 
 def read_simulated_marker(root: Path) -> dict:

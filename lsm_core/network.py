@@ -41,11 +41,13 @@ _ROW_CHUNK = 1000  # postsynaptic rows of the reservoir block built at once (bou
 
 
 def default_networks_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "networks"
+    """The liquids' folder when none is given: $LSM_CORE_NETWORKS_DIR, else ./networks (places.py)."""
+    from lsm_core.places import networks_dir
+    return networks_dir()
 
 
 def network_path(net_num: int, networks_dir=None) -> Path:
-    """`networks/Network_<net_num>.npz` (default folder: `networks/` at the repository root)."""
+    """`<networks_dir>/Network_<net_num>.npz` (default folder: places.networks_dir(), ./networks)."""
     folder = Path(networks_dir) if networks_dir is not None else default_networks_dir()
     return folder / f"Network_{int(net_num)}.npz"
 

@@ -74,14 +74,14 @@ from pathlib import Path
 import numpy as np
 
 from lsm_core.datasets import (
-    DATA_DIR_DEFAULT,
     N_TEST_FILE,
     N_TRAIN_FILE,
     TRAIN_POOL,
     load_image_dataset,
 )
 from lsm_core.errors import UserError
-from lsm_core.events import SENSOR, Events, read_bin, write_bin
+from lsm_core.events import SENSOR, SIMULATED_FOLDER, Events, read_bin, write_bin
+from lsm_core.places import data_dir as default_data_dir
 from lsm_core.progress import progress_bar
 from lsm_core.storage import atomic_write_json, atomic_write_text, read_json_file
 
@@ -91,7 +91,6 @@ MARKER = "SIMULATED.json"
 IN_PROGRESS = ".simulate-nmnist.in-progress.json"   # written first, removed when SIMULATED.json is there
 SUBSETS = ("train_all", "valid_all", "test_all")
 SOURCE_IDS = {"train": 1, "test": 2}                 # source set of a recording in its RNG seed
-DEFAULT_OUT = DATA_DIR_DEFAULT / "nmnist_simulated"
 DIGIT = 28                                          # MNIST digits are 28 x 28
 N_PIXELS = SENSOR * SENSOR
 TARGET_MEAN_EVENTS = 4000                           # published N-MNIST: about 4,000 events per recording
@@ -547,7 +546,7 @@ def simulate_nmnist(out_dir=None, train_count: int = N_TRAIN_FILE, test_count: i
         params.check()
     except ValueError as exc:
         raise UserError(f"Invalid simulation parameters: {exc}.") from exc
-    out = Path(out_dir if out_dir is not None else DEFAULT_OUT).expanduser().absolute()
+    out = Path(out_dir if out_dir is not None else default_data_dir() / SIMULATED_FOLDER).expanduser().absolute()
     identity = _identity(int(seed), train_count, test_count, params)
     state = _folder_state(out, identity, overwrite)
     absent = _absent_files(out, train_count, test_count) if state == "done" else []
@@ -627,14 +626,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Write a simulated N-MNIST (same .bin format and layout as the real one, 300 ms per "
                     "recording) from the MNIST digits with an event-camera model. The folder is marked "
                     "as simulated (SIMULATED.json).")
-    parser.add_argument("--out", default=None, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", default=None, metavar="DIR", help="output folder (default: nmnist_simulated/ in the data folder: ./datasets, or $LSM_CORE_DATA_DIR)")
     parser.add_argument("--train-count", default=str(N_TRAIN_FILE), metavar="N",
                         help=f"first N training digits (default: {N_TRAIN_FILE})")
     parser.add_argument("--test-count", default=str(N_TEST_FILE), metavar="N",
                         help=f"first N test digits (default: {N_TEST_FILE})")
     parser.add_argument("--seed", default="0", metavar="S", help="random seed (default: 0)")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="folder holding mnist.npz (default: datasets/)")
+                        help="folder holding mnist.npz (default: ./datasets, or $LSM_CORE_DATA_DIR)")
     parser.add_argument("--jobs", default=None, metavar="N",
                         help="worker processes (default: one per CPU core, at most 8)")
     parser.add_argument("--overwrite", action="store_true",

@@ -898,7 +898,7 @@ def report_command(argv) -> int:
                         help="the runs of a sweep, by its name (its manifest <output-root>/sweeps/NAME.json); "
                              "may be repeated and combined with VERSIONs")
     parser.add_argument("--output-root", metavar="DIR", default=None,
-                        help="folder of the ver_<VERSION> run folders (default: the repository's train_data/)")
+                        help="folder of the ver_<VERSION> run folders (default: ./train_data, or $LSM_CORE_OUTPUT_ROOT)")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="text (aligned, default), md (a GitHub table) or csv (fractions and seconds)")
     parser.add_argument("--csv", action="store_true", help="the same as --format csv")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsm_core import places
 from lsm_core.config import MODELS, PAPER, RunConfig
 from lsm_core.errors import DamagedFile, UserError
 from lsm_core.runlock import LOCK_NAME
@@ -39,7 +40,6 @@ from lsm_core.storage import (
     read_json_file,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FORMAT = 1
 
 # RunConfig fields that do not change any result, so a re-run may differ in them.
@@ -485,8 +485,8 @@ def read_history_csv(path) -> list:
 # ----------------------------------------------------------------------------------------------
 
 def run_folder_path(version: int, output_root=None) -> Path:
-    """`<output_root>/ver_<version>` (default root: the repository's train_data/)."""
-    root = Path(output_root) if output_root is not None else REPO_ROOT / "train_data"
+    """`<output_root>/ver_<version>` (default root: $LSM_CORE_OUTPUT_ROOT, else ./train_data; places.py)."""
+    root = Path(output_root) if output_root is not None else places.output_root()
     return root / f"ver_{int(version)}"
 
 

@@ -40,10 +40,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsm_core.config import DATASETS, MODELS, RunConfig
+from lsm_core import places
+from lsm_core.config import BENCHMARKS, DATASETS, MODELS, RunConfig
 from lsm_core.errors import UserError
 from lsm_core.prompts import Answers, check_batch_size, check_batches_per_block, parse_gpu, parse_scalar
-from lsm_core.runfolder import (MANIFEST_NAME, REPO_ROOT, Manifest, config_identity, describe_differences,
+from lsm_core.runfolder import (MANIFEST_NAME, Manifest, config_identity, describe_differences,
                                  run_folder_path)
 from lsm_core.storage import atomic_write_json, read_json_file
 
@@ -67,7 +68,7 @@ SCALAR_PROMPTS = {p.name: p for spec in MODELS.values() for p in spec.prompts}
 
 @dataclass(frozen=True)
 class SweepPaths:
-    """The folders the sweep's runs use (None: the repository's train_data/, networks/, datasets/)."""
+    """The folders the sweep's runs use (None: the defaults of places.py, ./train_data, ./networks, ./datasets)."""
 
     output_root: str | None = None
     networks_dir: str | None = None
@@ -80,7 +81,7 @@ class SweepPaths:
 
     @property
     def root(self) -> Path:
-        return Path(self.output_root) if self.output_root else REPO_ROOT / "train_data"
+        return Path(self.output_root) if self.output_root else places.output_root()
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,7 @@ def _check_grid(grid: dict, lines: _Lines) -> _Grid:
             raise lines.error("grid", "model", f"{model} asks for {', '.join(missing)}: add "
                                                f"{missing[0]} = [...] to [grid].")
         for dataset in datasets:
-            if not (REPO_ROOT / _script(model, dataset)).exists():
+            if (model, dataset) not in BENCHMARKS:
                 raise lines.error("grid", "dataset", f"there is no {model} benchmark on {dataset} (no script "
                                                      f"{_script(model, dataset)}); split the sweep in two.")
     return _Grid(models, datasets, net_nums, scalars)

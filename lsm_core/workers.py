@@ -24,9 +24,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from lsm_core.errors import Terminated, UserError, interruption
-from lsm_core.runfolder import MANIFEST_NAME, REPO_ROOT, Manifest, run_folder_path
+from lsm_core.runfolder import MANIFEST_NAME, Manifest, run_folder_path
 from lsm_core.runlock import STALE_AFTER_S, RunLock, folder_owner
 from lsm_core.storage import read_json_file
 from lsm_core.prompts import parse_gpu
@@ -34,6 +35,7 @@ from lsm_core.sweep import Sweep, SweepPaths, SweepRun, format_runs, load_sweep,
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                     "TF_NUM_INTEROP_THREADS", "NUMBA_NUM_THREADS")
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent   # where lsm_core is imported from: the workers' PYTHONPATH
 ALLOCATED = "allocated"          # --gpu value: the GPUs a scheduler gave this process (CUDA_VISIBLE_DEVICES)
 
 
@@ -284,7 +286,7 @@ def _cpu_count() -> int:
 
 def _child_environment(threads: int | None) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     if threads:
         env.update({variable: str(threads) for variable in THREAD_VARIABLES})
     return env
@@ -440,9 +442,9 @@ def _parser() -> argparse.ArgumentParser:
     slurm.add_argument("--detach", action="store_true", help="submit and return instead of watching the jobs")
     common = parser.add_argument_group("folders and locks")
     common.add_argument("--output-root", metavar="DIR", help="folder of the ver_<VERSION> run folders and of "
-                                                             "sweeps/ (default: the repository's train_data/)")
-    common.add_argument("--networks-dir", metavar="DIR", help="folder of the liquids (default: networks/)")
-    common.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: datasets/)")
+                                                             "sweeps/ (default: ./train_data, or $LSM_CORE_OUTPUT_ROOT)")
+    common.add_argument("--networks-dir", metavar="DIR", help="folder of the liquids (default: ./networks, or $LSM_CORE_NETWORKS_DIR)")
+    common.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: ./datasets, or $LSM_CORE_DATA_DIR)")
     common.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="S",
                         help=f"a lock from another machine without a heartbeat for S seconds belongs to a dead "
                              f"worker and is taken over (default {STALE_AFTER_S:.0f})")

@@ -55,11 +55,10 @@ def test_bench_all_measures_every_case_on_every_engine_and_the_readout():
 
 
 def test_bench_inputs_from_a_damaged_mnist_file_are_an_error_not_random_numbers(tmp_path, monkeypatch):
-    from lsm_core import datasets
     from lsm_core.bench import _inputs
     from lsm_core.errors import UserError
 
-    monkeypatch.setattr(datasets, "DATA_DIR_DEFAULT", tmp_path)
+    monkeypatch.setenv("LSM_CORE_DATA_DIR", str(tmp_path))
     inputs = _inputs(784, batch=2, steps=10, seed=1)                 # no mnist.npz: random probabilities
     assert inputs.shape == (2, 784) and inputs.max() <= 0.2
     path = tmp_path / "mnist.npz"

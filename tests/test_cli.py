@@ -294,7 +294,7 @@ def test_first_signal_interrupts_cleanly_and_a_second_one_stops_at_once():
     assert result.returncode == 130 and "stopped at once" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_the_extra_commands_stop_cleanly_on_sigterm_and_ctrl_c_and_name_refused_writes(monkeypatch, capsys):
+def test_the_extra_commands_stop_cleanly_and_name_refused_writes_and_missing_packages(monkeypatch, capsys):
     """`python -m lsm_core <command>`: SIGTERM is exit 143, Ctrl-C 130, a refused write exit 2, no traceback."""
     import errno
     import os
@@ -312,10 +312,15 @@ def test_the_extra_commands_stop_cleanly_on_sigterm_and_ctrl_c_and_name_refused_
     def disk_full(argv):
         raise WriteFailed(Path("/data/ver_1/kernel_quality.json"), OSError(errno.ENOSPC, "No space left on device"))
 
-    fake = types.SimpleNamespace(sigterm=sigterm, ctrl_c=ctrl_c, disk_full=disk_full)
+    def no_tensorflow(argv):
+        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+    fake = types.SimpleNamespace(sigterm=sigterm, ctrl_c=ctrl_c, disk_full=disk_full, no_tensorflow=no_tensorflow)
     monkeypatch.setitem(sys.modules, "fake_commands", fake)
     for name, status, fragment in [("sigterm", 143, "interrupted by SIGTERM"), ("ctrl_c", 130, "interrupted by SIGINT"),
-                                   ("disk_full", 2, "error: cannot write /data/ver_1/kernel_quality.json")]:
+                                   ("disk_full", 2, "error: cannot write /data/ver_1/kernel_quality.json"),
+                                   ("no_tensorflow", 2, "the package 'tensorflow' is not installed: install one "
+                                                        "TensorFlow build")]:
         monkeypatch.setitem(entry.COMMANDS, name, ("fake_commands", name, ""))
         assert entry.main([name]) == status
         err = capsys.readouterr().err

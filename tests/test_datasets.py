@@ -21,7 +21,7 @@ from lsm_core.storage import atomic_save_npz, load_npz
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-SHIPPED = ds.DATA_DIR_DEFAULT / "mnist.npz"
+SHIPPED = Path(__file__).resolve().parents[1] / "datasets" / "mnist.npz"
 REPO = Path(__file__).resolve().parents[1]
 
 
