@@ -22,10 +22,11 @@ Against that Brian2 run, each other run also shows whether its 784 input neurons
 (spike counts compared neuron by neuron), the relative difference of the mean rate, and the share of
 (sample, reservoir neuron) spike counts that are equal (see "Exactness").
 
-The model (SPEC 3.2; 1 step = 1 ms; every neuron, the input neurons included, is the same LIF neuron)
---------------------------------------------------------------------------------------------------
-Per neuron: membrane V, spike S, refractory counter R, time since last spike s (starts at 20, capped at
-100).  Each step: S = [V (1 - clip(R, 0, 1)) >= 20]; V = V (1 - S); s = 0 where S;
+The model (docs/model.md#one-millisecond-step-by-step; 1 step = 1 ms)
+---------------------------------------------------------------------
+Every neuron, the input neurons included, is the same LIF neuron.  Per neuron: membrane V, spike S,
+refractory counter R, time since last spike s (starts at 20, capped at 100).  Each step:
+S = [V (1 - clip(R, 0, 1)) >= 20]; V = V (1 - S); s = 0 where S;
 V = V + sum_j W_ij exp(-s_j) + I_i - V/64 with I_i = 100 x_i for input neuron i (x: this ms's input
 spike) and 0 for reservoir neurons; s = min(s + 1, 100); R = (R - 1)(1 - S) + 2 S.  Synapses end on
 reservoir neurons only; W = sign x the weight magnitude (--weight-scale, default 1.0).

@@ -1,4 +1,4 @@
-"""`python -m lsm_core <command> ...`: the toolkit's extra tools (SPEC 2)."""
+"""`python -m lsm_core <command> ...`: the toolkit's extra tools (docs/README.md#commands)."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
-"""`python -m lsm_core bench`: simulated sample-milliseconds per second (SPEC 6), every rule and phase.
+"""`python -m lsm_core bench`: simulated sample-milliseconds per second, every rule and phase
+(the record: docs/file-formats.md#the-bench-record).
 
 Throughput = batch x steps / wall time of the compiled loop; the first call (tracing and XLA
 compilation) is timed separately and excluded.  `cpu_s` (process CPU time of the same calls) tells a
@@ -58,7 +59,7 @@ BENCH_PARAMS = {"static": {}, "stdp": {}, "nalsm": {"astro_w": 0.015},
 
 def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int = 784,
               repeats: int = 3, seed: int = 1, weight_scale: float | None = None, engine: str = "auto") -> dict:
-    """Measure one configuration; returns the JSON record of SPEC 6.
+    """Measure one configuration; returns the JSON record of docs/file-formats.md#the-bench-record.
 
     Phase "init" simulates `batch` consecutive snapshots of `steps` ms of one stream (batch 1);
     its throughput is then snapshot-steps per second.  Default magnitudes: w_max (3.0) for the

@@ -94,7 +94,7 @@ def _help_text(model: str, dataset: str) -> tuple:
 
 
 def build_parser(model: str, dataset: str) -> argparse.ArgumentParser:
-    """The options of one run script (SPEC 2.1); defaults are the paper's values."""
+    """The options of one run script (docs/model.md#prompts-and-options); defaults are the paper's values."""
     proto = PAPER.protocol
     description, epilog = _help_text(model, dataset)
     parser = argparse.ArgumentParser(prog=script_name(model, dataset), description=description,
@@ -144,7 +144,8 @@ def build_parser(model: str, dataset: str) -> argparse.ArgumentParser:
     if model == "LSM_STDP":
         add("--reference-batch-quirk", action="store_true",
             help="reproduce the reference defect where only the first sample of each batch learns "
-                 "in the sample phase (SPEC 3.4), to compare with the paper's LSM+STDP numbers")
+                 "in the sample phase (docs/model.md#known-defects-of-the-reference-implementation), to "
+                 "compare with the paper's LSM+STDP numbers")
     return parser
 
 

@@ -1,6 +1,6 @@
 """Paper constants, model and dataset tables: the one typed home of every default.
 
-Everything fixed "at the paper's values" (SPEC section 3) lives here.  Times are in ms
+Everything fixed "at the paper's values" (docs/model.md#constants) lives here.  Times are in ms
 (one simulation step = 1 ms), membrane quantities in the model's dimensionless mV-like units.
 """
 from __future__ import annotations
@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class NeuronConstants:
-    """Leaky integrate-and-fire constants shared by all neurons (SPEC 3.1, 3.2)."""
+    """Leaky integrate-and-fire constants shared by all neurons (docs/model.md#the-neuron,
+    docs/model.md#the-liquid)."""
 
     tau_v: float = 64.0            # membrane time constant [ms]
     v_thresh: float = 20.0         # spike threshold
@@ -24,7 +25,7 @@ class NeuronConstants:
 
 @dataclass(frozen=True)
 class GenerationConstants:
-    """Liquid generation (SPEC 3.1)."""
+    """Liquid generation (docs/model.md#the-liquid)."""
 
     exc_fraction: float = 0.8          # N_exc = round(0.8 * N_res)
     lam: float = 3.0                   # connection length constant lambda [grid units]
@@ -38,7 +39,8 @@ class GenerationConstants:
 
 @dataclass(frozen=True)
 class PlasticityConstants:
-    """STDP, astrocyte and AP-STDP constants (SPEC 3.4-3.6)."""
+    """STDP, astrocyte and AP-STDP constants (docs/model.md#plasticity, docs/model.md#the-astrocyte,
+    docs/model.md#the-decays)."""
 
     lr: float = 0.15                          # eta_0
     lr_decay: float = 0.99                    # per-ms decay in the sample phase
@@ -52,7 +54,7 @@ class PlasticityConstants:
 
 @dataclass(frozen=True)
 class ReadoutConstants:
-    """Linear readout training (SPEC 3.7 step 3)."""
+    """Linear readout training (docs/model.md#the-readout)."""
 
     learning_rate: float = 0.1
     rho: float = 0.95
@@ -63,7 +65,7 @@ class ReadoutConstants:
 
 @dataclass(frozen=True)
 class ProtocolConstants:
-    """Run protocol sizes (SPEC 3.7)."""
+    """Run protocol sizes (docs/model.md#the-protocol)."""
 
     init_samples: int = 50000
     init_duration_ms: int = 20
@@ -94,10 +96,11 @@ PAPER = PaperConstants()
 
 @dataclass(frozen=True)
 class EvaluationConstants:
-    """Settings of the evaluation tools (SPEC 3.8).  Kept apart from PAPER because they do not
-    change a run's numbers (PAPER is part of every run's identity)."""
+    """Settings of the evaluation tools (docs/evaluation.md#evaluating-runs).  Kept apart from PAPER
+    because they do not change a run's numbers (PAPER is part of every run's identity)."""
 
-    branching_margin_ms: int = 25          # cut from both ends of each 250 ms sample
+    branching_margin_ms: int = 25          # buffer at each end of a sample; with the window, spikes at
+                                           # 25 + 4 <= t < 250 - 25 - 4 count (29 <= t < 221 ms)
     branching_window_ms: int = 4           # source window [t-4, t) and target window [t+1, t+5)
     kernel_per_class: int = 100            # test samples per class in one rank draw
     kernel_draws: int = 1000               # draws averaged
@@ -126,7 +129,8 @@ LOCKS = LockConstants()
 
 @dataclass(frozen=True)
 class ScalarPrompt:
-    """One model-specific prompt (SPEC 2.1); `name` is the prompt and the params.json key."""
+    """One model-specific prompt (docs/model.md#prompts-and-options); `name` is the prompt and the
+    params.json key."""
 
     name: str
     kind: type             # int or float
@@ -142,7 +146,7 @@ class ScalarPrompt:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One of the four models of SPEC section 1."""
+    """One of the four models (docs/model.md#the-four-models)."""
 
     name: str                        # "LSM", "NALSM", "LSM_STDP", "LSM_APSTDP"
     sample_rule: str                 # simulate() rule of the spike-count phase

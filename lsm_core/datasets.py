@@ -1,8 +1,10 @@
-"""Datasets (SPEC 4): loading, checking, fetching, and the splits a run reads batch by batch.
+"""Datasets (docs/file-formats.md#datasets): loading, checking, fetching, and the splits a run reads
+batch by batch.
 
-Image datasets (MNIST, Fashion-MNIST) live in `datasets/` (SPEC 4) in Keras's npz layout: `x_train`
-uint8 [60000, 28, 28], `y_train` [60000], `x_test` uint8 [10000, 28, 28], `y_test` [10000].  This
-module loads and checks them, turns images into per-millisecond spike probabilities (SPEC 3.3), cuts
+Image datasets (MNIST, Fashion-MNIST) live in `datasets/` (docs/file-formats.md#mnist-and-fashion-mnist)
+in Keras's npz layout: `x_train` uint8 [60000, 28, 28], `y_train` [60000], `x_test` uint8
+[10000, 28, 28], `y_test` [10000].  This module loads and checks them, turns images into
+per-millisecond spike probabilities (docs/model.md#images-as-bernoulli-inputs), cuts
 the standard split, builds Fashion-MNIST from its IDX files, fetches N-MNIST through tonic (the
 recordings themselves are read by `lsm_core.events`), hands a run its splits (`load_run_data`,
 fetching a missing dataset where that can work), and provides the `python -m lsm_core datasets ...`
@@ -179,7 +181,7 @@ def _verify_checksums(name: str, arrays: dict, label: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Input encoding (SPEC 3.3)
+# Input encoding (docs/model.md#images-as-bernoulli-inputs)
 # ----------------------------------------------------------------------------------------------
 
 _CHUNK = 10000  # rows converted at a time (bounds the float64 temporary to ~63 MB)
@@ -227,8 +229,9 @@ def image_probabilities(images) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class ImageSplit:
-    """One split of an image dataset, encoded batch by batch (SPEC 3.3): pixels uint8 [n, 784], their
-    sums float64 [n] (0 -> 1), the split's normalisation factor, labels int64 [n].  `inputs(rows)` gives
+    """One split of an image dataset, encoded batch by batch (docs/model.md#images-as-bernoulli-inputs):
+    pixels uint8 [n, 784], their sums float64 [n] (0 -> 1), the split's normalisation factor, labels
+    int64 [n].  `inputs(rows)` gives
     exactly the rows of `image_probabilities` over the whole normalisation group."""
 
     pixels: np.ndarray

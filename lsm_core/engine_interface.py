@@ -20,7 +20,8 @@ PHASES = ("sample", "init")
 
 @dataclass(frozen=True)
 class SimParams:
-    """Constants of SPEC 3 that `simulate(params=...)` may override, by the SPEC's names."""
+    """Constants that `simulate(params=...)` may override, by the names of
+    docs/model.md#simulating-from-python."""
 
     lr: float = PAPER.plasticity.lr
     lr_decay: float = PAPER.plasticity.lr_decay

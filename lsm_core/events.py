@@ -1,4 +1,5 @@
-"""N-MNIST event recordings: the 40-bit `.bin` format (SPEC 4), 1 ms binning (SPEC 3.3), the readers.
+"""N-MNIST event recordings: the 40-bit `.bin` format (docs/file-formats.md#n-mnist-recordings), 1 ms
+binning (docs/model.md#n-mnist-events-binned-to-1-ms), the readers.
 
 A recording is a list of events (x, y, polarity, t).  On disk every event takes 5 bytes:
 byte 0 = x, byte 1 = y, byte 2 = polarity in the top bit and timestamp bits 22..16 below it,
@@ -163,7 +164,8 @@ def bin_events(events: Events, duration_ms: int, start_ms: int = 0) -> np.ndarra
 
 
 def event_bins(events: Events) -> tuple[np.ndarray, np.ndarray]:
-    """(millisecond int64, input channel int64) of every event, [n_events] each (SPEC 3.3)."""
+    """(millisecond int64, input channel int64) of every event, [n_events] each
+    (docs/model.md#n-mnist-events-binned-to-1-ms)."""
     step = np.round(np.asarray(events.t, np.float64) / 1000.0).astype(np.int64)
     channel = (np.asarray(events.polarity, np.int64) * SENSOR * SENSOR
                + np.asarray(events.y, np.int64) * SENSOR + np.asarray(events.x, np.int64))
@@ -205,8 +207,9 @@ class EventSplit:
     def raster(self, rows, duration_ms: int, start_ms=0) -> np.ndarray:
         """Input spikes uint8 [len(rows), duration_ms, 2312] of the recordings at positions `rows`.
 
-        Row i holds the binned window [start_i, start_i + duration_ms) ms of its recording (SPEC 3.3;
-        `bin_events`); `start_ms` is one start for every row or int [len(rows)].
+        Row i holds the binned window [start_i, start_i + duration_ms) ms of its recording
+        (docs/model.md#n-mnist-events-binned-to-1-ms; `bin_events`); `start_ms` is one start for every
+        row or int [len(rows)].
         """
         rows = np.asarray(rows, np.int64).reshape(-1)
         starts = np.broadcast_to(np.asarray(start_ms, np.int64), rows.shape)

@@ -1,4 +1,5 @@
-"""Kernel quality of a liquid (SPEC 3.8) and the `python -m lsm_core kernel-quality` sub-command.
+"""Kernel quality of a liquid (docs/evaluation.md#kernel-quality) and the `python -m lsm_core kernel-quality`
+sub-command.
 
 * SP (separation property): the mean over `draws` random draws of the rank of the count matrix
   [N_res, per_class x classes] of `per_class` random test samples of every class (paper: 100 per class,
@@ -6,12 +7,13 @@
 * AP (approximation property): the same ranks on counts of noisy test inputs (the same random sample sets
   as for SP, so that SP - AP compares like with like).  Smaller is better: noise
   does not multiply the states.  MNIST / Fashion-MNIST: Gaussian pixel noise of standard deviation 125 on
-  the 0-255 scale, rounded and clipped to [0, 255] (`noisy_images`), then the usual encoding of SPEC 3.3
-  applied to the noisy test split as to any split: each image divided by its pixel sum, then all 10,000
-  noisy test images by their one largest value (so the brightest noisy pixel has probability 1 per ms, as
-  in the clean test split; the noise is drawn for the whole split, so a sample's input does not depend on
-  --test-samples).  N-MNIST: one Gaussian time shift of standard deviation 10 ms per sample, reflected at
-  the ends of the recording (`draw_time_shifts`, `shift_events`).
+  the 0-255 scale, rounded and clipped to [0, 255] (`noisy_images`), then the usual encoding
+  (docs/model.md#images-as-bernoulli-inputs) applied to the noisy test split as to any split: each image
+  divided by its pixel sum, then all 10,000 noisy test images by their one largest value (so the
+  brightest noisy pixel has probability 1 per ms, as in the clean test split; the noise is drawn for the
+  whole split, so a sample's input does not depend on --test-samples).  N-MNIST: one Gaussian time
+  shift of standard deviation 10 ms per sample, reflected at the ends of the recording
+  (`draw_time_shifts`, `shift_events`).
 
 Ranks (`kernel_ranks`): the rank of an integer count matrix M equals that of its Gram matrix on the
 smaller side (M M^T or M^T M), which is computed exactly (integer sums, in float32 while every partial sum
@@ -60,11 +62,18 @@ __all__ = [
     "shift_events",
 ]
 
-NOISE_STD = EVALUATION.kernel_noise_std          # pixel noise, 0-255 scale (SPEC 3.8)
-SHIFT_STD_MS = EVALUATION.kernel_shift_std_ms    # N-MNIST time shift (SPEC 3.8)
+NOISE_STD = EVALUATION.kernel_noise_std          # pixel noise, 0-255 scale (docs/evaluation.md#ap-and-the-noise)
+SHIFT_STD_MS = EVALUATION.kernel_shift_std_ms    # N-MNIST time shift (docs/evaluation.md#ap-and-the-noise)
 PER_CLASS = EVALUATION.kernel_per_class          # test samples per class in one draw
 DRAWS = EVALUATION.kernel_draws                  # random draws averaged
 NOISY_SPLIT = "noisy_test"
+# How the noisy images are encoded, as the noise settings stamp of counts_noisy_test.npz says it.  The stamp
+# is compared with the stored one on resume; counts stored with the stamp's earlier wording of the same
+# encoding (_OLD_IMAGE_ENCODING, which named a section of a specification outside the repository) are
+# accepted as made with the same settings (`_same_stamp`).
+_IMAGE_ENCODING = ("the image encoding of docs/model.md#images-as-bernoulli-inputs on the noisy test split: "
+                   "/ pixel sum, / the split's largest value")
+_OLD_IMAGE_ENCODING = "SPEC 3.3 on the noisy test split: / pixel sum, / the split's largest value"
 _SEED_STREAMS = {"noise": 1, "draws": 2}     # sub-streams of the run seed (np.random.default_rng([seed, 5, k]))
 
 
@@ -176,7 +185,7 @@ def kernel_ranks(counts, index) -> np.ndarray:
 def kernel_rank(counts, labels, per_class: int = PER_CLASS, draws: int = DRAWS,
                 rng: np.random.Generator | None = None) -> tuple:
     """(mean, std) over `draws` random draws of the rank of the count matrix of `per_class` random
-    samples of every class (SPEC 3.8).  counts: [samples, N_res]; labels: [samples]."""
+    samples of every class (docs/evaluation.md#sp).  counts: [samples, N_res]; labels: [samples]."""
     rng = np.random.default_rng() if rng is None else rng
     counts = np.asarray(counts)
     if counts.ndim != 2 or counts.shape[0] != np.asarray(labels).reshape(-1).shape[0]:
@@ -240,7 +249,7 @@ def noisy_test_inputs(config, noise_std: float = NOISE_STD, shift_std_ms: float 
         noisy = noisy_images(np.asarray(test.pixels), _seed_rng(config.seed, "noise"), noise_std)
         settings = {"kind": "gaussian pixel noise", "std": float(noise_std), "scale": "0-255",
                     "clipped": [0, 255], "rounded": True,
-                    "encoding": "SPEC 3.3 on the noisy test split: / pixel sum, / the split's largest value"}
+                    "encoding": _IMAGE_ENCODING}
         return ImageSplit.of_images(noisy, test.labels), settings
     shifts = draw_time_shifts(len(test), _seed_rng(config.seed, "noise"), shift_std_ms)
     settings = {"kind": "gaussian time shift per recording", "std_ms": float(shift_std_ms),
@@ -282,7 +291,7 @@ def noisy_test_counts(config, folder, net, weights, split, settings: dict, log: 
         for b in range(n_blocks)}
     done = [b for b, part in blocks.items() if part is not None]
     stored = [whole] if whole is not None else [blocks[b] for b in done]
-    if any(str(part.get("settings")) != stamp for part in stored):
+    if not all(_same_stamp(str(part.get("settings")), stamp) for part in stored):
         raise UserError(f"{folder.path} already holds noisy test counts made with other noise settings. Give "
                         f"the same settings again, or add --recompute-noisy to delete them and simulate anew.")
     if whole is not None:
@@ -316,6 +325,14 @@ def noisy_test_counts(config, folder, net, weights, split, settings: dict, log: 
     return data
 
 
+def _same_stamp(stored: str, stamp: str) -> bool:
+    """Whether the noise settings stamp `stored` (read from a counts file) is the current `stamp`, with the
+    earlier wording of the image encoding read as today's: the same settings, only described differently."""
+    import json
+
+    return stored.replace(json.dumps(_OLD_IMAGE_ENCODING), json.dumps(_IMAGE_ENCODING)) == stamp
+
+
 def _delete_noisy_counts(folder) -> None:
     folder.remove(folder.counts_file(NOISY_SPLIT).name)
     for path in folder.blocks_dir.glob(f"{NOISY_SPLIT}_block_*.npz"):
@@ -339,12 +356,12 @@ def _non_negative(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lsm_core kernel-quality",
-        description="Kernel quality of a run's liquid (SPEC 3.8): SP, the mean rank of the spike-count matrix "
-                    "of PER_CLASS random test samples per class over DRAWS draws (from counts_test.npz), and "
-                    "AP, the same on counts of noisy test inputs (MNIST / Fashion-MNIST: Gaussian pixel noise; "
-                    "N-MNIST: a Gaussian time shift per recording), simulated with the run's liquid, W_INI and "
-                    "rules into counts_noisy_test.npz (resumable).  Writes kernel_quality.json into the run "
-                    "folder.  Larger SP and smaller AP are better.")
+        description="Kernel quality of a run's liquid (docs/evaluation.md#kernel-quality): SP, the mean "
+                    "rank of the spike-count matrix of PER_CLASS random test samples per class over DRAWS "
+                    "draws (from counts_test.npz), and AP, the same on counts of noisy test inputs (MNIST / "
+                    "Fashion-MNIST: Gaussian pixel noise; N-MNIST: a Gaussian time shift per recording), "
+                    "simulated with the run's liquid, W_INI and rules into counts_noisy_test.npz (resumable).  "
+                    "Writes kernel_quality.json into the run folder.  Larger SP and smaller AP are better.")
     add = parser.add_argument
     add("version", metavar="VERSION", help="run number")
     add("--output-root", metavar="DIR", help="folder of the ver_<VERSION> run folders (default: train_data/)")

@@ -1,4 +1,5 @@
-"""Liquid networks: generation (SPEC 3.1), the npz file format (SPEC 2.3) and the `network` sub-command.
+"""Liquid networks: generation (docs/model.md#the-liquid), the npz file format
+(docs/file-formats.md#the-network-file) and the `network` sub-command.
 
 A `Network` holds dense NumPy arrays: `W` float32 `[N, N]` signed weights (rows postsynaptic, columns
 presynaptic, zero where there is no synapse), `mask` bool `[N, N]`, per-neuron float32 constants, grid
@@ -109,7 +110,8 @@ class Synapses:
 
 @dataclass(frozen=True, eq=False)
 class Network:
-    """One liquid (SPEC 2.3).  Arrays are read-only views; build a new Network to change one."""
+    """One liquid (docs/file-formats.md#the-network-file).  Arrays are read-only views; build a new
+    Network to change one."""
 
     W: np.ndarray
     mask: np.ndarray
@@ -195,7 +197,7 @@ class Network:
     # -- generation ----------------------------------------------------------------------------
     @classmethod
     def generate(cls, dims=(10, 10, 10), n_input: int = 784, seed: int = 1) -> "Network":
-        """A random liquid as in SPEC 3.1, fully determined by (dims, n_input, seed)."""
+        """A random liquid as in docs/model.md#the-liquid, fully determined by (dims, n_input, seed)."""
         gen = PAPER.generation
         dims = parse_dims(dims)
         if isinstance(n_input, bool) or not isinstance(n_input, (int, np.integer)) or n_input < 0:
@@ -549,8 +551,8 @@ def network_command(argv) -> int:
     """`python -m lsm_core network`: generate and save networks/Network_<N>.npz."""
     parser = argparse.ArgumentParser(
         prog="python -m lsm_core network",
-        description="Generate a liquid (SPEC 3.1) and save it as networks/Network_<N>.npz with a "
-                    "human-readable Network_<N>_log.txt beside it.")
+        description="Generate a liquid (docs/model.md#the-liquid) and save it as networks/Network_<N>.npz "
+                    "with a human-readable Network_<N>_log.txt beside it.")
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS),
                         help="dataset the network is for (sets the number of input neurons)")
     parser.add_argument("--net-num", type=int, required=True, help="network number N")

@@ -1,4 +1,5 @@
-"""Simulated N-MNIST: MNIST digits seen by a model event camera through three saccades (SPEC 4).
+"""Simulated N-MNIST: MNIST digits seen by a model event camera through three saccades
+(docs/file-formats.md#the-simulated-n-mnist).
 
 The real N-MNIST (Orchard et al. 2015) was recorded by moving an ATIS event camera on a pan-tilt
 unit in front of a monitor that showed each MNIST digit: three saccades of about 100 ms each along a

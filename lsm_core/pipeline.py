@@ -1,4 +1,5 @@
-"""The run protocol (SPEC 3.7, 5): spike counts in blocks, readout training, outputs, resume.
+"""The run protocol (docs/model.md#the-protocol; its files: docs/file-formats.md#the-run-folder): spike
+counts in blocks, readout training, outputs, resume.
 
 `run(config)` is what every top-level script ends in.  It is written as a list of resumable
 phases; each phase looks at the run folder, skips what is complete, and writes each finished unit
@@ -223,7 +224,8 @@ def _run_info(config: RunConfig, generated: bool) -> dict:
 
 def start_weights(config: RunConfig, net: Network) -> np.ndarray:
     """The liquid's weights before any learning, float32 [n_syn]: sign x the model's magnitude
-    (w_max for NALSM and LSM+STDP, INTIAL_ABS_W_SCLR for LSM and LSM+AP-STDP; SPEC 3.1)."""
+    (w_max for NALSM and LSM+STDP, INTIAL_ABS_W_SCLR for LSM and LSM+AP-STDP;
+    docs/model.md#the-four-models)."""
     from lsm_core.simulator import synapse_weights
 
     prompt = config.model_spec.weight_scale_prompt
@@ -255,7 +257,8 @@ INIT_CHUNK = 250          # snapshots per compiled call and per checkpoint (5000
 
 
 def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log, position=None) -> np.ndarray:
-    """One stream of `init_samples` shuffled training samples, 20 ms each, batch 1 (SPEC 3.7 step 1);
+    """One stream of `init_samples` shuffled training samples, 20 ms each, batch 1
+    (docs/model.md#the-init-phase);
     checkpointed every chunk so that an interrupted init resumes.  Returns W_INI [n_syn].  A damaged
     W_INI.npz is derived again from the checkpoint, a damaged checkpoint by starting the phase again."""
     syn = net.synapses()
@@ -308,7 +311,8 @@ def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log, pos
 
 def _init_window_starts(config: RunConfig) -> np.ndarray:
     """Start (ms) of each init snapshot's window, int64 [init_samples]: 0 for images; for event
-    recordings a uniform integer in [1, 278] (SPEC 3.7), one per snapshot, drawn from the run seed."""
+    recordings a uniform integer in [1, 278] (docs/model.md#the-init-phase), one per snapshot, drawn from
+    the run seed."""
     if config.dataset_spec.mode != "event":
         return np.zeros(config.init_samples, np.int64)
     rng = np.random.default_rng([config.seed, 4, 1])      # the init phase's stream (4), sub-stream 1

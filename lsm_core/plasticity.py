@@ -1,4 +1,5 @@
-"""Plasticity maths (SPEC 3.4-3.6): pure functions on explicit tensors, one step in, one step out.
+"""Plasticity maths (docs/model.md#plasticity, docs/model.md#the-astrocyte, docs/model.md#the-decays): pure
+functions on explicit tensors, one step in, one step out.
 
 The functions are elementwise over synapses (post i <- pre j, every post a reservoir neuron) and do
 not care how the synapses are laid out: the simulator passes per-row weights and the pre- and

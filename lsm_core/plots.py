@@ -1,4 +1,5 @@
-"""The run folder's figures (SPEC 5): accuracy curves, a spike raster, weight histograms, a time trace.
+"""The run folder's figures (docs/file-formats.md#figures): accuracy curves, a spike raster, weight
+histograms, a time trace.
 
 Every function draws one figure, writes it atomically as a PNG (`atomic_savefig`) and closes it, so no
 figure stays open however many runs a process makes.  Matplotlib's non-interactive Agg backend is used;
@@ -80,7 +81,7 @@ def plot_raster(spikes, path, n_exc: int, n_inh: int, title: str = "", dt_ms: fl
     """Dot raster of one sample (time in ms on x, neuron index on y; excitatory, inhibitory and input
     neurons in different colours) with the population firing rates (Hz) below.
 
-    spikes: bool [T, N] with neurons ordered excitatory, inhibitory, input (SPEC 2.3).
+    spikes: bool [T, N] with neurons ordered excitatory, inhibitory, input (docs/model.md#conventions).
     """
     s = np.asarray(spikes).astype(bool)
     if s.ndim != 2:

@@ -1,4 +1,5 @@
-"""The prompt dialogue of the run scripts (SPEC 2.1): ask, validate, and return the answers.
+"""The prompt dialogue of the run scripts (docs/model.md#prompts-and-options): ask, validate, and return
+the answers.
 
 Every script reads one line per prompt from standard input, in this order: ``GPU``, ``VERSION``,
 ``NET_NUM_VAR``, ``BATCH_SIZE``, ``BATCHS_PER_BLOCK``, then the model's own prompts

@@ -1,4 +1,5 @@
-"""The linear readout of SPEC 3.7 step 3: normalised spike counts -> 10 logits, trained with Adadelta.
+"""The linear readout (docs/model.md#the-readout): normalised spike counts -> 10 logits, trained with
+Adadelta.
 
 * `normalise_counts` turns raw reservoir spike counts into the readout's features: each count vector is
   divided by its L1 norm, then each batch (consecutive groups of `batch_size` rows, as the training loop
@@ -56,7 +57,7 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 
 def normalise_counts(counts, batch_size: int) -> np.ndarray:
-    """Readout features from spike counts [n, N_res] (SPEC 3.7 step 3), float32 [n, N_res].
+    """Readout features from spike counts [n, N_res] (docs/model.md#the-readout), float32 [n, N_res].
 
     Each row is divided by its L1 norm (a row without spikes stays all zero), then each batch of
     `batch_size` consecutive rows by its largest value (an all-zero batch stays zero).  A last batch that is

@@ -1,4 +1,5 @@
-"""Reading run folders back (SPEC 5) and the `python -m lsm_core report` sub-command.
+"""Reading run folders back (docs/file-formats.md#the-run-folder) and the `python -m lsm_core report`
+sub-command.
 
 `collect_run(version, output_root)` turns one `ver_<VERSION>/` folder into a flat record: its status
 (complete, or how far an unfinished run got), the result the paper reports (test accuracy at the epoch of

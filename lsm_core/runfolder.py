@@ -1,4 +1,5 @@
-"""The run folder `train_data/ver_<VERSION>/` (SPEC 5): paths, identity, blocks, checkpoints, log.
+"""The run folder `train_data/ver_<VERSION>/` (docs/file-formats.md#the-run-folder): paths, identity,
+blocks, checkpoints, log.
 
 File I/O only; the protocol that decides what to compute lives in `pipeline.py`.  Every file is
 written atomically, so an interrupted run leaves only complete files behind, and a re-run with the

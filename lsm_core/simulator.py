@@ -1,11 +1,13 @@
-"""The compiled leaky integrate-and-fire liquid (SPEC 3.2-3.3).
+"""The compiled leaky integrate-and-fire liquid (docs/model.md#one-millisecond-step-by-step,
+docs/model.md#input-encodings).
 
 Maths first: `spike_and_reset`, `synaptic_kernel` and `integrate` are small pure functions of an
-explicit `LiquidState`, one step in, one step out, in exactly the step order of SPEC 3.2; the
-plasticity rules live in `plasticity.py`.  Then the plumbing: `LiquidSimulator` (fixed weights,
-shared by the batch: one dense matrix product per step) and `PlasticSimulator` (weights that learn,
-one copy per row) compose them into time loops that TensorFlow compiles (XLA) into single graphs, so
-nothing happens in Python per millisecond.  `simulate` is the small public entry point of SPEC 2.2.
+explicit `LiquidState`, one step in, one step out, in exactly the step order of
+docs/model.md#one-millisecond-step-by-step; the plasticity rules live in `plasticity.py`.  Then the
+plumbing: `LiquidSimulator` (fixed weights, shared by the batch: one dense matrix product per step) and
+`PlasticSimulator` (weights that learn, one copy per row) compose them into time loops that TensorFlow
+compiles (XLA) into single graphs, so nothing happens in Python per millisecond.  `simulate` is the
+small public entry point (docs/model.md#simulating-from-python).
 This is the "xla" engine, the one for GPUs; `event_engine.py` holds the "events" engine for CPUs, which
 simulates the same step touching only the synapses next to a spike.  `liquid_simulator` and
 `plastic_simulator` build either behind the same `run` interface.
@@ -74,7 +76,7 @@ def initial_state(batch: int, n_neurons: int, since_spike_init: float = PAPER.ne
 
 
 # ----------------------------------------------------------------------------------------------
-# One step: the maths (SPEC 3.2)
+# One step: the maths (docs/model.md#one-millisecond-step-by-step)
 # ----------------------------------------------------------------------------------------------
 
 def spike_and_reset(state: LiquidState, p: NeuronParams):
@@ -344,11 +346,12 @@ class PlasticSimulator:
     """A liquid whose weights learn ("stdp", "nalsm" or "apstdp"), compiled once and reused.
 
     phase "sample": the B rows are independent liquids that all start from the given weights, with
-    the per-ms decays of SPEC 3.6 for "nalsm" and "stdp".  phase "init": the rows are consecutive
-    snapshots of one stream (batch 1), simulated one after another in the same graph: weights, trace
-    and calcium carry over; neuron state, learning rate and astrocyte restart with every snapshot.
-    `reference_batch_quirk` (sample phase): only row 0 of each batch learns, as in the paper's
-    implementation of LSM+STDP (SPEC 3.4); the other rows run with the starting weights.
+    the per-ms decays of docs/model.md#the-decays for "nalsm" and "stdp".  phase "init": the rows are
+    consecutive snapshots of one stream (batch 1), simulated one after another in the same graph:
+    weights, trace and calcium carry over; neuron state, learning rate and astrocyte restart with every
+    snapshot.  `reference_batch_quirk` (sample phase): only row 0 of each batch learns, as in the
+    paper's implementation of LSM+STDP (docs/model.md#known-defects-of-the-reference-implementation);
+    the other rows run with the starting weights.
     `n_groups`: row groups of the synapse table, a speed setting the dynamics do not depend on (default:
     4 in the sample phase, 1 in the init phase, the faster choice for each on a 2-core CPU).
     `devices` (as for `LiquidSimulator`): the sample phase splits the rows over them; the init phase,
@@ -397,7 +400,8 @@ class PlasticSimulator:
 
     def _step_weights(self, plastic: rules.PlasticState, spikes, after, table: _TableConstants
                       ) -> rules.PlasticState:
-        """Steps 8-11 of SPEC 3.2 (the calcium of step 3 is already in `plastic`).
+        """Steps 8-11 of docs/model.md#one-millisecond-step-by-step (the calcium of step 3 is already in
+        `plastic`).
 
         `after` is a float32 zero computed from this step's current: adding it to the lower bounds
         makes the update come after the current has read the old weights, so XLA updates the
@@ -525,7 +529,7 @@ class PlasticSimulator:
 
 
 # ----------------------------------------------------------------------------------------------
-# Public entry point (SPEC 2.2)
+# Public entry point (docs/model.md#simulating-from-python)
 # ----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -613,7 +617,7 @@ def _simulator_for(net: Network, weight_scale, rule: str, phase: str, params: Si
 def simulate(net: Network, inputs, rule: str = "static", phase: str = "sample",
              weight_scale: Optional[float] = None, params: Optional[dict] = None, seed: int = 0,
              steps: Optional[int] = None, engine: str = "auto") -> SimResult:
-    """Simulate a batch of samples on `net` and return every spike (SPEC 2.2).
+    """Simulate a batch of samples on `net` and return every spike (docs/model.md#simulating-from-python).
 
     inputs: float [B, n_input] per-ms spike probabilities (image mode, `steps` = duration in ms)
     or 0/1 [B, T, n_input] input spikes (event mode).  rule: "static" (fixed weights), "stdp",

@@ -1,7 +1,8 @@
 """An independent plain-NumPy (float64) reference of the whole liquid model, plasticity included.
 
-Written straight from SPEC 3.2 (one step), 3.4 (plasticity rules), 3.5 (astrocyte), 3.6 (decays) and
-3.7 step 1 (init phase), for checking `lsm_core.simulate` against it.  Event-mode inputs only
+Written straight from docs/model.md#one-millisecond-step-by-step (one step), docs/model.md#plasticity
+(plasticity rules), docs/model.md#the-astrocyte, docs/model.md#the-decays and
+docs/model.md#the-init-phase, for checking `lsm_core.simulate` against it.  Event-mode inputs only
 (0/1 array [B, T, n_input]).  Readability over speed: one Python loop over samples and steps, NumPy
 over neurons, dense [N, N] weight matrices (rows postsynaptic i, columns presynaptic j).
 
@@ -12,7 +13,7 @@ over neurons, dense [N, N] weight matrices (rows postsynaptic i, columns presyna
 """
 import numpy as np
 
-TRACE_DECAY = 0.9047744744744745     # d of SPEC 3.2 step 9
+TRACE_DECAY = 0.9047744744744745     # d (docs/model.md#the-trace-and-the-pair-terms)
 TRACE_JUMP = 0.1                     # x_tr = d * (0.1 * S + x_tr)
 SINCE_SPIKE_INIT = 20.0              # s at the start of every sample
 SINCE_SPIKE_CAP = 100.0
@@ -44,7 +45,8 @@ def initial_weights(net, weight_scale=None):
 
 
 def class_bounds(net, w_max):
-    """Per presynaptic column j: (lower, upper) clip bounds of SPEC 3.4, and whether j is inhibitory."""
+    """Per presynaptic column j: (lower, upper) clip bounds of docs/model.md#weight-bounds, and whether j
+    is inhibitory."""
     n = net.n_neurons
     j = np.arange(n)
     is_exc = j < net.n_exc

@@ -1,4 +1,5 @@
-"""`python -m lsm_core bench` prints the JSON record of SPEC 6 (a tiny liquid: this is no timing test)."""
+"""`python -m lsm_core bench` prints the JSON record of docs/file-formats.md#the-bench-record (a tiny
+liquid: this is no timing test)."""
 import json
 import subprocess
 import sys

@@ -1,4 +1,5 @@
-"""Tests of lsm_core.datasets: the shipped MNIST file, the SPEC 3.3 encoding, the split, errors."""
+"""Tests of lsm_core.datasets: the shipped MNIST file, the image encoding
+(docs/model.md#images-as-bernoulli-inputs), the split, errors."""
 from __future__ import annotations
 
 import gzip
@@ -36,7 +37,8 @@ def full_split(mnist):
 
 
 def reference_probabilities(images, rows=None):
-    """SPEC 3.3 written out literally: x / sum(x) per image, then / the largest value of the split.
+    """docs/model.md#images-as-bernoulli-inputs written out literally: x / sum(x) per image, then / the
+    largest value of the split.
 
     Returns the given `rows` (default: all) of the encoded split; works in chunks to stay fast.
     """

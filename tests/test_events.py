@@ -1,4 +1,5 @@
-"""N-MNIST recordings: the .bin codec, 1 ms binning (SPEC 3.3), the folder layouts and the subset rule."""
+"""N-MNIST recordings: the .bin codec, 1 ms binning
+(docs/model.md#n-mnist-events-binned-to-1-ms), the folder layouts and the subset rule."""
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -102,7 +103,7 @@ def test_damaged_recordings():
 
 
 # ----------------------------------------------------------------------------------------------
-# Binning (SPEC 3.3)
+# Binning (docs/model.md#n-mnist-events-binned-to-1-ms)
 # ----------------------------------------------------------------------------------------------
 
 def test_binning_rounds_half_to_even_and_keeps_one_spike_per_ms_and_channel():
@@ -115,7 +116,7 @@ def test_binning_rounds_half_to_even_and_keeps_one_spike_per_ms_and_channel():
     np.testing.assert_array_equal(raster[:, channel], [1, 1, 1, 1])
     assert raster.sum() == 4                             # duplicates in one ms give one spike
     counts = np.bincount(np.round(t / 1000).astype(int))
-    assert counts.tolist() == [3, 1, 4, 1, 2]            # NumPy's rounding, as SPEC 3.3 says
+    assert counts.tolist() == [3, 1, 4, 1, 2]            # NumPy's rounding, as in the section above
 
 
 def test_index_layout_polarity_then_row_then_column():

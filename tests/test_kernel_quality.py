@@ -1,4 +1,5 @@
-"""Kernel quality (SPEC 3.8): noise, time shifts, ranks of count matrices of known rank, and a tiny run."""
+"""Kernel quality (docs/evaluation.md#kernel-quality): noise, time shifts, ranks of count matrices of
+known rank, and a tiny run."""
 
 import json
 
@@ -406,3 +407,43 @@ def test_a_params_json_that_differs_from_its_record_is_not_used(kq_done, tmp_pat
     params.write_bytes(params.read_bytes().replace(b'"seed": 11', b'"seed": 10'))     # one bit of one digit
     assert kq_in(tmp_path, "--sp-only") == 2
     assert "params.json is damaged" in " ".join(capsys.readouterr().err.split())
+
+
+# ---- noisy counts stored by earlier versions -------------------------------------------------------
+
+# The noise settings stamp's description of the image encoding as earlier versions stored it.
+OLD_ENCODING = "SPEC 3.3 on the noisy test split: / pixel sum, / the split's largest value"
+
+
+def test_noisy_counts_stamped_with_the_old_encoding_wording_are_used_as_they_are(tiny_run, kq_done, tmp_path,
+                                                                                monkeypatch, capsys):
+    """counts_noisy_test.npz whose settings stamp has the earlier wording of the same encoding is accepted:
+    kernel-quality uses it without simulating anything, with the same result; other settings in that
+    wording are still refused."""
+    from dataclasses import replace
+
+    from lsm_core.event_engine import EventLiquidSimulator
+    from lsm_core.runfolder import RunFolder
+    from lsm_core.simulator import LiquidSimulator
+
+    folder = copy_of(kq_done, tmp_path)
+    stored = dict(np.load(folder / "counts_noisy_test.npz"))
+    settings = json.loads(str(stored["settings"]))
+    assert settings["encoding"] != OLD_ENCODING
+    old_stamp = json.dumps({**settings, "encoding": OLD_ENCODING}, sort_keys=True)
+    RunFolder(replace(tiny_run[0], output_root=str(tmp_path))).save_npz(
+        "counts_noisy_test.npz", **{**stored, "settings": np.array(old_stamp)})
+    (folder / "kernel_quality.json").unlink()
+    calls = []
+    for simulator in (LiquidSimulator, EventLiquidSimulator):
+        def counting(self, inputs, keys, steps=None, record_rows=(), original_run=simulator.run):
+            calls.append(len(inputs))
+            return original_run(self, inputs, keys, steps=steps, record_rows=record_rows)
+        monkeypatch.setattr(simulator, "run", counting)
+    assert kq_in(tmp_path) == 0
+    assert calls == []                                        # nothing simulated again
+    assert result_in(folder) == kq_done[1]
+    assert str(np.load(folder / "counts_noisy_test.npz")["settings"]) == old_stamp     # the file is left as it was
+    capsys.readouterr()
+    assert kq_in(tmp_path, "--noise-std", "60") == 2
+    assert "made with other noise settings" in " ".join(capsys.readouterr().err.split())

@@ -1,4 +1,5 @@
-"""Liquid generation (SPEC 3.1), the network file format (SPEC 2.3) and the `network` command."""
+"""Liquid generation (docs/model.md#the-liquid), the network file format
+(docs/file-formats.md#the-network-file) and the `network` command."""
 from __future__ import annotations
 
 import json

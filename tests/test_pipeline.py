@@ -450,7 +450,7 @@ def test_missing_real_nmnist_is_fetched_or_stops_before_simulating(tmp_path, mon
 
 def test_init_phase_snapshots_are_20_ms_windows_at_seeded_starts(tmp_path, nmnist_dir, monkeypatch):
     """The init phase gets, per snapshot, the window [start, start + 20) ms of a shuffled training
-    recording, start uniform in [1, 278] from the run seed (SPEC 3.7)."""
+    recording, start uniform in [1, 278] from the run seed (docs/model.md#the-init-phase)."""
     from lsm_core import simulator as sim
     from lsm_core.events import load_event_splits
 

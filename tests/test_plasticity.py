@@ -1,12 +1,13 @@
-"""Plasticity (SPEC 3.2 steps 3, 8-11, 3.4-3.6, 3.7 step 1): `simulate` against hand-computed cases
-and against the independent float64 NumPy reference in `plasticity_reference.py`.
+"""Plasticity (steps 3 and 8-11 of docs/model.md#one-millisecond-step-by-step, docs/model.md#plasticity,
+docs/model.md#the-astrocyte, docs/model.md#the-decays, docs/model.md#the-init-phase): `simulate` against
+hand-computed cases and against the independent float64 NumPy reference in `plasticity_reference.py`.
 
 The hand-computed cases are checked on both implementations (the reference is validated by them too).
 Hand-built liquids: a postsynaptic excitatory neuron P and a presynaptic neuron Q (excitatory,
 inhibitory or an input neuron); a reservoir neuron is made to spike at step t by K = 9 input "driver"
 neurons of weight 3 (= w_max, so they stay clipped at 3) receiving an event at t - 2: the drivers spike
-at t - 1, P gets 27 >= 20 and spikes at t (SPEC 3.2: event at t -> input spike at t + 1 -> reservoir
-spike at t + 2).  An input neuron Q spikes at t after an event at t - 1.
+at t - 1, P gets 27 >= 20 and spikes at t (docs/model.md#synapses-and-the-kernel: event at t -> input
+spike at t + 1 -> reservoir spike at t + 2).  An input neuron Q spikes at t after an event at t - 1.
 """
 import functools
 import math
@@ -39,7 +40,7 @@ def run_reference(net, inputs, rule, phase="sample", weight_scale=None, params=N
 def run_simulate(net, inputs, rule, phase="sample", weight_scale=None, params=None, engine="xla"):
     res = simulate(net, inputs, rule=rule, phase=phase, weight_scale=weight_scale, params=params, seed=0,
                    engine=engine)
-    assert np.asarray(res.spikes).dtype == bool                          # SPEC 2.2
+    assert np.asarray(res.spikes).dtype == bool        # as docs/model.md#simulating-from-python says
     assert np.issubdtype(np.asarray(res.counts).dtype, np.integer)
     astro = getattr(res, "astro", None)
     calcium = getattr(res, "calcium", None)
@@ -74,7 +75,8 @@ def sim(request):
 # ----------------------------------------------------------------------------------------------
 
 def tiny_net(n_exc, n_inh, n_input, synapses, t_refrac=None):
-    """Synapses are (post, pre, weight) in SPEC neuron order; the mask is where a weight is given."""
+    """Synapses are (post, pre, weight) in the neuron order of docs/model.md#conventions; the mask is
+    where a weight is given."""
     n = n_exc + n_inh + n_input
     W = np.zeros((n, n), np.float32)
     mask = np.zeros((n, n), bool)
@@ -124,8 +126,8 @@ def pair_events(net, lay, steps, t_p=None, t_q=None):
 
 
 def scalar_rates(rule, phase, raster, n_res, params=None):
-    """Scalar loop of SPEC 3.5/3.6 over one sample: eta and A in force at each step (before that
-    step's updates) and A after each step."""
+    """Scalar loop of docs/model.md#the-astrocyte and docs/model.md#the-decays over one sample: eta and
+    A in force at each step (before that step's updates) and A after each step."""
     p = dict(lr=ETA0, lr_decay=DECAY, astro_w=0.0, astro_tau=100.0, astro_bias_offset=0.0)
     p.update({k: v for k, v in (params or {}).items() if k in p})
     eta = a = p["lr"]
@@ -151,7 +153,8 @@ def bounds(pre, w_max=W_MAX):
 
 
 def pair_term(pre, t_p, t_q, rule, eta, dep, gate=None):
-    """The change of W[P, Q] by the one pairing of a P spike at t_p and a Q spike at t_q (SPEC 3.4).
+    """The change of W[P, Q] by the one pairing of a P spike at t_p and a Q spike at t_q
+    (docs/model.md#the-trace-and-the-pair-terms).
     gate(c, positive) -> bool decides the AP-STDP windows from P's calcium c at the pairing step."""
     if t_p is None or t_q is None or t_p == t_q:
         return 0.0                                    # no pair (or same step: trace updated after)
@@ -321,8 +324,8 @@ def test_w_max_parameter_moves_the_bounds(run):
 @pytest.mark.parametrize("rule,params", [("stdp", None), ("nalsm", {"astro_w": 0.015}),
                                          ("apstdp", {"rate_threshold": 1.0, "rate_range": 1.0})])
 def test_weights_beyond_the_bounds_are_clipped_at_the_first_step(run, rule, params):
-    """SPEC 3.4: after each update the weights are clipped by class -- all of them, also where the
-    update was zero (weight_scale 5 > w_max 3, nothing spikes)."""
+    """docs/model.md#weight-bounds: after each update the weights are clipped by class -- all of them,
+    also where the update was zero (weight_scale 5 > w_max 3, nothing spikes)."""
     net = tiny_net(2, 1, 1, [(0, 1, 1.0), (1, 2, -1.0), (0, 3, -1.0), (2, 3, 1.0)])
     res = run(net, np.zeros((1, 3, 1), np.uint8), rule, weight_scale=5.0, params=params)
     assert not res.spikes.any()

@@ -1,4 +1,5 @@
-"""The prompt dialogue (SPEC 2.1): validators, piped input, terminal re-asking, per-model prompts."""
+"""The prompt dialogue (docs/model.md#prompts-and-options): validators, piped input, terminal
+re-asking, per-model prompts."""
 import io
 
 import pytest

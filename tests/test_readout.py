@@ -1,4 +1,5 @@
-"""The linear readout (SPEC 3.7 step 3): features, loss, Adadelta, training, resume, history files."""
+"""The linear readout (docs/model.md#the-readout): features, loss, Adadelta, training, resume, history
+files."""
 import math
 
 import numpy as np

@@ -15,7 +15,8 @@ TAU_V, THRESH = 64.0, 20.0
 
 
 def tiny_net(n_exc=1, n_inh=0, n_input=1, synapses=(), bias=None):
-    """A hand-built liquid: synapses are (post, pre, weight) with neuron indices in SPEC order."""
+    """A hand-built liquid: synapses are (post, pre, weight) with neuron indices in the neuron
+    order of docs/model.md#conventions."""
     n = n_exc + n_inh + n_input
     W = np.zeros((n, n), np.float32)
     for post, pre, w in synapses:
@@ -46,7 +47,8 @@ def events(n_input, steps, on):
 
 
 # ----------------------------------------------------------------------------------------------
-# Reference: a plain per-step NumPy loop written straight from SPEC 3.2 (float64)
+# Reference: a plain per-step NumPy loop (float64) written straight from
+# docs/model.md#one-millisecond-step-by-step
 # ----------------------------------------------------------------------------------------------
 
 def reference_run(net, weights, inputs, steps, keys=None, input_current=100.0):
