@@ -134,7 +134,7 @@ def make_liquid() -> Network:
 def mnist_probabilities(batch: int) -> np.ndarray:
     """Per-ms spike probabilities float32 [batch, 784] of the first `batch` MNIST training images, as the
     toolkit encodes its training split (each image / its pixel sum, then / the split's largest value)."""
-    return image_splits(load_image_dataset("mnist"))["train"].inputs(np.arange(batch))
+    return image_splits(load_image_dataset("mnist", REPO_ROOT / "datasets"))["train"].inputs(np.arange(batch))
 
 
 def input_spike_trains(probs: np.ndarray, steps: int, seed: int = INPUT_SEED) -> np.ndarray:

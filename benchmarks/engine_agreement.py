@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+DATA_DIR = Path(__file__).resolve().parent.parent / "datasets"   # the repository's shipped MNIST
+
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,7 +59,7 @@ def spike_agreement(batch: int, steps: int, seed: int) -> list:
     from lsm_core.datasets import image_probabilities, load_image_dataset
 
     net = Network.generate(dims=(10, 10, 10), n_input=784, seed=seed)
-    images = load_image_dataset("mnist", verify=False).x_train[:batch]
+    images = load_image_dataset("mnist", DATA_DIR, verify=False).x_train[:batch]
     inputs = image_probabilities(images)
     cases = [(rule, "sample") for rule in ("static", "stdp", "nalsm")] + [(r, "init") for r in ("stdp", "nalsm", "apstdp")]
     rows = []
@@ -105,7 +107,7 @@ def run_agreement(seeds, models, sizes: dict) -> list:
                                        train_samples=sizes["train"], valid_samples=sizes["valid"],
                                        test_samples=sizes["test"], init_samples=sizes["init"],
                                        readout_epochs=sizes["epochs"], seed=seed, dims=(10, 10, 10),
-                                       output_root=str(Path(tmp) / "train_data"),
+                                       output_root=str(Path(tmp) / "train_data"), data_dir=str(DATA_DIR),
                                        networks_dir=str(Path(tmp) / "networks"), engine=engine)
                     version += 1
                     start = time.perf_counter()

@@ -188,7 +188,8 @@ def test_raster_batches_hold_samples_0_10000_20000():
 def run_script(tmp_path, answers, *options):
     args = [sys.executable, str(REPO / "LSM_RUN_MAIN_SIM_MNIST.py"), "--train-samples", "20", "--valid-samples",
             "10", "--test-samples", "10", "--readout-epochs", "5", "--duration-ms", "30", "--dims", "3x3x3",
-            "--output-root", str(tmp_path / "td"), "--networks-dir", str(tmp_path / "nets"), *options]
+            "--output-root", str(tmp_path / "td"), "--networks-dir", str(tmp_path / "nets"),
+            "--data-dir", str(REPO / "datasets"), *options]        # run from another folder: the shipped MNIST
     return subprocess.run(args, input=answers, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
 
 
@@ -215,7 +216,8 @@ def test_script_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     def start(root):
         args = [sys.executable, str(REPO / "LSM_RUN_MAIN_SIM_MNIST.py"), "--train-samples", "60", "--valid-samples",
                 "20", "--test-samples", "20", "--readout-epochs", "5", "--duration-ms", "120", "--dims", "4x4x4",
-                "--seed", "3", "--output-root", str(root / "td"), "--networks-dir", str(tmp_path / "nets")]
+                "--seed", "3", "--output-root", str(root / "td"), "--networks-dir", str(tmp_path / "nets"),
+                "--data-dir", str(REPO / "datasets")]
         answers = tmp_path / "answers.txt"
         answers.write_text("cpu\n1\n1\n10\n1\n2.0\n")
         with open(answers) as stdin:           # piped answers, as from a shell loop
@@ -254,7 +256,8 @@ def test_sigterm_mid_run_says_where_and_exits_143_then_resumes(tmp_path):
 
     args = [sys.executable, str(REPO / "LSM_RUN_MAIN_SIM_MNIST.py"), "--train-samples", "60", "--valid-samples",
             "20", "--test-samples", "20", "--readout-epochs", "5", "--duration-ms", "120", "--dims", "4x4x4",
-            "--seed", "3", "--output-root", str(tmp_path / "td"), "--networks-dir", str(tmp_path / "nets")]
+            "--seed", "3", "--output-root", str(tmp_path / "td"), "--networks-dir", str(tmp_path / "nets"),
+            "--data-dir", str(REPO / "datasets")]
     blocks = tmp_path / "td" / "ver_1" / "blocks"
     process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, cwd=tmp_path)
