@@ -8,6 +8,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+from damage import damage
 from lsm_core.__main__ import main
 from lsm_core.branching import branching_factor
 from lsm_core.config import RunConfig
@@ -257,16 +258,7 @@ def test_damaged_rasters_are_a_message_naming_the_file(tmp_path, capsys, how, re
     path = folder / "rasters.npz"
     if recorded:                                           # written through the run folder, as the pipeline does
         RunFolder(run_config(open_run(4, runs)[1], runs)).save_npz("rasters.npz", **load_npz(path))
-    data = path.read_bytes()
-    if how == "delete":
-        path.unlink()
-    elif how == "half":
-        path.write_bytes(data[:len(data) // 2])
-    elif how == "zeros":
-        path.write_bytes(bytes(len(data)))
-    else:
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+    damage(path, how)
     assert main(["branching", "4", "--output-root", str(runs)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert str(path) in err and "Traceback" not in err

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from damage import DAMAGES, damage
 from lsm_core import datasets as ds
 from lsm_core.datasets_command import datasets_command
 from lsm_core import events as ev
@@ -204,41 +205,26 @@ def tiny_standard_split(monkeypatch):
     return arrays
 
 
-def damage_file(path, how):
-    """Delete the file, cut it to half, fill it with zeros, or flip the byte in its middle."""
-    data = path.read_bytes()
-    if how == "deleted":
-        path.unlink()
-    elif how == "cut to half":
-        path.write_bytes(data[:len(data) // 2])
-    elif how == "zero-filled":
-        path.write_bytes(bytes(len(data)))
-    else:
-        flipped = bytearray(data)
-        flipped[len(data) // 2] ^= 0xFF
-        path.write_bytes(bytes(flipped))
-
-
 @pytest.mark.parametrize("compressed", [True, False])
-@pytest.mark.parametrize("how", ["deleted", "cut to half", "zero-filled", "byte flipped"])
+@pytest.mark.parametrize("how", DAMAGES)
 @pytest.mark.parametrize("name", ["mnist", "fmnist"])
 def test_a_damaged_data_file_names_the_file_and_the_fix(tmp_path, tiny_standard_split, name, how, compressed):
     path = tmp_path / f"{name}.npz"
     atomic_save_npz(path, compressed=compressed, **tiny_standard_split)
     assert len(ds.load_run_data(name, tmp_path, log=None).splits["train"]) == 50
-    damage_file(path, how)
+    damage(path, how)
     fetch = f"python -m lsm_core datasets fetch {name}"
     loads = [lambda: ds.load_image_dataset(name, tmp_path, verify=True),
              lambda: ds.load_image_dataset(name, tmp_path, verify=False),      # zip's CRC-32 alone catches a flip
              lambda: datasets_command(["verify", name, "--data-dir", str(tmp_path)])]
-    if how != "deleted":               # load_run_data would fetch a missing fmnist.npz instead
+    if how != "delete":                # load_run_data would fetch a missing fmnist.npz instead
         loads.append(lambda: ds.load_run_data(name, tmp_path, log=None))
     for load in loads:
         with pytest.raises(UserError) as info:
             load()
         message = str(info.value)
         assert str(path) in message and fetch in message, message
-        assert ("does not exist" if how == "deleted" else "is damaged or is not an npz file") in message
+        assert ("does not exist" if how == "delete" else "is damaged or is not an npz file") in message
 
 
 def test_datasets_verify_on_a_damaged_file_is_one_line_on_stderr_and_exit_status_2(tmp_path):

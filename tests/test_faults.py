@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from damage import DAMAGES, damage
 from lsm_core import plots, runfolder, storage
 from lsm_core.cli import run_script
 from lsm_core.runfolder import RunFolder
@@ -38,7 +39,6 @@ VERSION = 7
 MODELS = {"LSM": "3.0", "NALSM": "0.015"}        # the model's scalar answer
 OPTIONS = ["--train-samples", "40", "--valid-samples", "20", "--test-samples", "20", "--init-samples", "20",
            "--readout-epochs", "60", "--duration-ms", "40", "--dims", "3x3x3", "--seed", "5"]
-DAMAGES = ("delete", "half", "zeros", "flip")
 
 
 def unrendered_figures(monkeypatch) -> None:
@@ -92,19 +92,6 @@ def assert_same_results(got: dict, expected: dict) -> None:
     for key, value in expected.items():
         if key != "summary":
             np.testing.assert_array_equal(got[key], value, err_msg=key)
-
-
-def damage(path: Path, how: str) -> None:
-    data = path.read_bytes()
-    if how == "delete":
-        path.unlink()
-    elif how == "half":
-        path.write_bytes(data[: len(data) // 2])
-    elif how == "zeros":
-        path.write_bytes(bytes(len(data)))
-    else:
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
 
 
 def run_files(folder: Path) -> list:

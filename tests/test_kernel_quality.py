@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from damage import damage
 from lsm_core.errors import UserError
 from lsm_core.kernel_quality import (
     _gram_dtype,
@@ -308,19 +309,6 @@ def kq_done(tiny_run, tmp_path_factory):
 def copy_of(kq_done, tmp_path):
     import shutil
     return shutil.copytree(kq_done[0], tmp_path / "ver_1")
-
-
-def damage(path, how):
-    data = path.read_bytes()
-    if how == "delete":
-        path.unlink()
-    elif how == "half":
-        path.write_bytes(data[:len(data) // 2])
-    elif how == "zeros":
-        path.write_bytes(bytes(len(data)))
-    else:
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
 
 
 def result_in(folder):

@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from damage import DAMAGES, damage
 from lsm_core.errors import UserError
 from lsm_core.network import (Network, Synapses, ensure_network, log_path_for, network_command,
                               network_path, parse_dims)
@@ -249,34 +250,19 @@ def test_load_pickled_contents(saved):
     _expect_user_error(saved)
 
 
-def _damage(path, how):
-    """Delete the file, cut it to half, fill it with zeros, or flip the byte in its middle."""
-    data = path.read_bytes()
-    if how == "deleted":
-        path.unlink()
-    elif how == "cut to half":
-        path.write_bytes(data[:len(data) // 2])
-    elif how == "zero-filled":
-        path.write_bytes(bytes(len(data)))
-    else:
-        flipped = bytearray(data)
-        flipped[len(data) // 2] ^= 0xFF
-        path.write_bytes(bytes(flipped))
-
-
 @pytest.mark.parametrize("compressed", [True, False])
-@pytest.mark.parametrize("how", ["deleted", "cut to half", "zero-filled", "byte flipped"])
+@pytest.mark.parametrize("how", DAMAGES)
 def test_a_damaged_network_file_names_the_file_and_the_fix(small, tmp_path, how, compressed):
     path = tmp_path / "Network_4.npz"
     atomic_save_npz(path, compressed=compressed, **small.to_arrays())
     assert Network.load(path).identical(small)
-    _damage(path, how)
+    damage(path, how)
     with pytest.raises(UserError) as info:
         Network.load(path)
     message = str(info.value)
     assert str(path) in message and f"python -m lsm_core network --dataset mnist --net-num 4 --networks-dir " \
         f"{tmp_path}" in message, message
-    if how == "deleted":
+    if how == "delete":
         return
     assert "--overwrite" in message and "is not usable" in message
     with pytest.raises(UserError, match="is not usable"):        # a run loads it: never regenerated over it
@@ -292,7 +278,7 @@ def test_a_damaged_network_file_names_the_file_and_the_fix(small, tmp_path, how,
 def test_np_load_checks_the_crc_of_a_member_read_to_its_end(tmp_path, compressed):
     path = tmp_path / "a.npz"
     atomic_save_npz(path, compressed=compressed, a=np.random.default_rng(0).random(20000, dtype=np.float32))
-    _damage(path, "byte flipped")
+    damage(path, "flip")
     with pytest.raises(Exception, match="Bad CRC-32|decompressing"):
         with np.load(path) as data:
             data["a"]

@@ -9,6 +9,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+from damage import damage
 from lsm_core.__main__ import main
 from lsm_core.config import RunConfig
 from lsm_core.errors import UserError
@@ -434,20 +435,6 @@ def finished_run(tmp_path_factory):
     folder = tmp / "runs" / "ver_1"
     assert (folder / "manifest.json").exists() and collect_run(1, tmp / "runs").status == "complete"
     return folder
-
-
-def damage(path, how):
-    """Delete `path`, cut it to half, fill it with zeros or flip its middle byte."""
-    data = path.read_bytes()
-    if how == "delete":
-        path.unlink()
-    elif how == "half":
-        path.write_bytes(data[:len(data) // 2])
-    elif how == "zeros":
-        path.write_bytes(bytes(len(data)))
-    else:
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
 
 
 def copies(finished_run, root, versions):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from damage import damage
 from lsm_core.__main__ import main
 from lsm_core.cli import build_parser, run_config_from
 from lsm_core.errors import UserError
@@ -241,19 +242,13 @@ def test_existing_liquids_must_fit_the_datasets_input_size(tmp_path):
 
 # ---- damaged manifests and run folders ------------------------------------------------------------
 
-def damage(path, how):
-    """Cut `path` to half, fill it with zeros, flip its middle byte (all its bits) or one bit of a digit."""
+def damage_params(path, how):
+    """`damage` (half, zeros, flip), or "digit": one bit of a digit of params.json ('500' -> '400', still JSON)."""
+    if how != "digit":
+        return damage(path, how)
     data = path.read_bytes()
-    if how == "half":
-        path.write_bytes(data[:len(data) // 2])
-    elif how == "zeros":
-        path.write_bytes(bytes(len(data)))
-    elif how == "flip":
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
-    else:                                   # "digit": '500' -> '400', still valid JSON
-        at = data.index(b'"train_samples": 500') + len(b'"train_samples": ')
-        path.write_bytes(data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:])
+    at = data.index(b'"train_samples": 500') + len(b'"train_samples": ')
+    path.write_bytes(data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:])
 
 
 @pytest.mark.parametrize("how", ["half", "zeros", "flip"])
@@ -261,7 +256,7 @@ def test_a_damaged_manifest_is_written_anew_and_report_names_it(tmp_path, capsys
     paths = paths_for(tmp_path)
     sweep = load_sweep(write(tmp_path, DEMO), paths)
     target = write_manifest(sweep, paths, say=lambda m: None)
-    damage(target, how)
+    damage_params(target, how)
     assert main(["report", "--sweep", "demo", "--output-root", paths.output_root]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"no readable manifest of a sweep 'demo' ({target})" in err and "running the sweep command" in err
@@ -279,7 +274,7 @@ def test_another_sweeps_damaged_manifest_is_named_not_ignored(tmp_path, capsys, 
     """Unread, it would let this sweep take VERSIONs that the other sweep gave its runs."""
     paths = paths_for(tmp_path)
     other = write_manifest(load_sweep(write(tmp_path, DEMO), paths), paths, say=lambda m: None)
-    damage(other, how)
+    damage_params(other, how)
     clash = write(tmp_path, DEMO.replace('name = "demo"', 'name = "other"'), "other.toml")
     with pytest.raises(UserError) as refused:
         load_sweep(clash, paths)
@@ -313,7 +308,7 @@ def test_a_damaged_params_json_of_a_run_is_its_status_not_other_parameters(tmp_p
     sweep = load_sweep(path, paths)
     params = _recorded_run_folder(paths, sweep.runs[2])
     load_sweep(path, paths)                                       # the same run: resumed
-    damage(params, how)
+    damage_params(params, how)
     load_sweep(path, paths)
     options = ["--output-root", paths.output_root, "--networks-dir", paths.networks_dir]
     assert main(["sweep", str(path), "--dry-run", *options]) == 0
@@ -334,7 +329,7 @@ def test_a_digit_changed_in_params_json_without_a_manifest_is_still_other_parame
     path = write(tmp_path, DEMO)
     params = _recorded_run_folder(paths, load_sweep(path, paths).runs[2])
     (params.parent / "manifest.json").unlink()
-    damage(params, "digit")
+    damage_params(params, "digit")
     with pytest.raises(UserError, match="VERSION 502 .* other parameters .*train_samples: was 400, now 500"):
         load_sweep(path, paths)
 
@@ -351,7 +346,7 @@ def test_a_worker_reports_a_run_with_a_damaged_params_json_as_failed_naming_it(t
     paths = paths_for(tmp_path)
     path = write(tmp_path, one)
     params = _recorded_run_folder(paths, load_sweep(path, paths).runs[0])
-    damage(params, "half")
+    damage_params(params, "half")
     before = sorted(p.name for p in params.parent.iterdir())
     assert main(["sweep", str(path), "--worker", "--no-wait", "--output-root", paths.output_root,
                  "--networks-dir", paths.networks_dir]) == 1
