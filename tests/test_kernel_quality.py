@@ -236,9 +236,8 @@ def test_kernel_quality_end_to_end(tiny_run, capsys):
 
 
 def test_noisy_counts_resume_block_by_block(tiny_run, monkeypatch):
-    from lsm_core.event_engine import EventLiquidSimulator
     from lsm_core.runfolder import RunFolder
-    from lsm_core.simulator import LiquidSimulator
+    from spies import count_simulated_batches
 
     config, folder = tiny_run
     assert kq(config, "--sp-only") == 0
@@ -258,12 +257,7 @@ def test_noisy_counts_resume_block_by_block(tiny_run, monkeypatch):
         kq(config, "--recompute-noisy")
     assert not (folder / "counts_noisy_test.npz").exists() and len(list((folder / "blocks").iterdir())) == 2
     monkeypatch.setattr(RunFolder, "save_block", original_save)
-    calls = []
-    for simulator in (LiquidSimulator, EventLiquidSimulator):       # whichever engine the run uses
-        def counting(self, inputs, keys, steps=None, record_rows=(), original_run=simulator.run):
-            calls.append(len(inputs))
-            return original_run(self, inputs, keys, steps=steps, record_rows=record_rows)
-        monkeypatch.setattr(simulator, "run", counting)
+    calls = count_simulated_batches(monkeypatch)                    # whichever engine the run uses
     assert kq(config) == 0
     assert calls == [10] * 6                                 # the 3 missing blocks of 2 batches only
     np.testing.assert_array_equal(np.load(folder / "counts_noisy_test.npz")["counts"], reference)
@@ -348,9 +342,8 @@ def test_damaged_noisy_counts_are_simulated_again_with_the_same_result(kq_done, 
 
 
 def test_a_damaged_noisy_block_is_simulated_again_with_the_same_result(kq_done, tmp_path, monkeypatch):
-    from lsm_core.event_engine import EventLiquidSimulator
     from lsm_core.runfolder import RunFolder
-    from lsm_core.simulator import LiquidSimulator
+    from spies import count_simulated_batches
 
     folder = copy_of(kq_done, tmp_path)
     reference = np.load(folder / "counts_noisy_test.npz")["counts"]
@@ -365,12 +358,7 @@ def test_a_damaged_noisy_block_is_simulated_again_with_the_same_result(kq_done, 
         kq_in(tmp_path, "--recompute-noisy")
     monkeypatch.setattr(RunFolder, "save_block", original_save)
     damage(folder / "blocks" / "noisy_test_block_00001.npz", "flip")
-    calls = []
-    for simulator in (LiquidSimulator, EventLiquidSimulator):
-        def counting(self, inputs, keys, steps=None, record_rows=(), original_run=simulator.run):
-            calls.append(len(inputs))
-            return original_run(self, inputs, keys, steps=steps, record_rows=record_rows)
-        monkeypatch.setattr(simulator, "run", counting)
+    calls = count_simulated_batches(monkeypatch)
     assert kq_in(tmp_path) == 0
     assert calls == [10] * 8                                   # block 1 again and the 3 never written
     assert result_in(folder) == kq_done[1]
@@ -410,9 +398,8 @@ def test_noisy_counts_stamped_with_the_old_encoding_wording_are_used_as_they_are
     wording are still refused."""
     from dataclasses import replace
 
-    from lsm_core.event_engine import EventLiquidSimulator
     from lsm_core.runfolder import RunFolder
-    from lsm_core.simulator import LiquidSimulator
+    from spies import count_simulated_batches
 
     folder = copy_of(kq_done, tmp_path)
     stored = dict(np.load(folder / "counts_noisy_test.npz"))
@@ -422,12 +409,7 @@ def test_noisy_counts_stamped_with_the_old_encoding_wording_are_used_as_they_are
     RunFolder(replace(tiny_run[0], output_root=str(tmp_path))).save_npz(
         "counts_noisy_test.npz", **{**stored, "settings": np.array(old_stamp)})
     (folder / "kernel_quality.json").unlink()
-    calls = []
-    for simulator in (LiquidSimulator, EventLiquidSimulator):
-        def counting(self, inputs, keys, steps=None, record_rows=(), original_run=simulator.run):
-            calls.append(len(inputs))
-            return original_run(self, inputs, keys, steps=steps, record_rows=record_rows)
-        monkeypatch.setattr(simulator, "run", counting)
+    calls = count_simulated_batches(monkeypatch)
     assert kq_in(tmp_path) == 0
     assert calls == []                                        # nothing simulated again
     assert result_in(folder) == kq_done[1]

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spies import count_simulated_batches
 from lsm_core import pipeline
 from lsm_core.config import RunConfig
 from lsm_core.errors import UserError
 from lsm_core.runfolder import RunFolder
-from lsm_core.event_engine import EventLiquidSimulator
 from lsm_core.simulator import LiquidSimulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,18 +34,6 @@ def quiet(message):
 
 class Interrupt(Exception):
     pass
-
-
-def count_simulated_batches(monkeypatch):
-    """Count the rows of every fixed-weight batch simulated, on either engine."""
-    calls = []
-    for simulator in (LiquidSimulator, EventLiquidSimulator):
-        def counting(self, inputs, keys, steps=None, record_rows=(), original=simulator.run):
-            calls.append(len(inputs))
-            return original(self, inputs, keys, steps=steps, record_rows=record_rows)
-
-        monkeypatch.setattr(simulator, "run", counting)
-    return calls
 
 
 @pytest.fixture(scope="module")
