@@ -107,21 +107,33 @@ class Manifest:
                 self.status = "damaged"
 
     def problem(self, name: str, path: Path) -> str | None:
-        """Why the file `name` (at `path`) is not the one recorded; None when it matches or is not recorded."""
+        """Why the file `name` (at `path`) is not the one recorded; None when it matches or is not recorded.
+
+        While a write is under way its record also accepts what the file was before (`was`, and absence
+        when `absent_ok`): a process killed between the manifest and the file leaves one of the two."""
         entry = self.entries.get(name)
         if entry is None:
             return None
+        versions = [entry, *entry.get("was", ())]
         try:
             size = path.stat().st_size
-            if size != entry["size"]:
+            if size not in [version["size"] for version in versions]:
                 return f"it has {size} bytes where {MANIFEST_NAME} records {entry['size']}"
-            if file_sha256(path) != entry["sha256"]:
+            if file_sha256(path) not in [version["sha256"] for version in versions if version["size"] == size]:
                 return f"its SHA-256 differs from the one in {MANIFEST_NAME}: its bytes changed after it was written"
         except FileNotFoundError:
-            return f"it is missing, but {MANIFEST_NAME} records it"
+            return None if entry.get("absent_ok") else f"it is missing, but {MANIFEST_NAME} records it"
         except OSError as exc:
             return f"it cannot be read ({exc.strerror or exc})"
         return None
+
+    def expect(self, name: str, size: int, sha256: str) -> None:
+        """Record the version of file `name` about to be written, still accepting the one(s) on disk now."""
+        previous = self.entries.get(name)
+        was = [] if previous is None else [{"size": previous["size"], "sha256": previous["sha256"]},
+                                           *previous.get("was", ())]
+        self.entries[name] = {"size": int(size), "sha256": sha256, "was": was,
+                              "absent_ok": previous is None or bool(previous.get("absent_ok"))}
 
     def resized(self, folder: Path) -> list:
         """Recorded files of `folder` that are missing or have another size than their record: a cheap
@@ -129,7 +141,10 @@ class Manifest:
         out = []
         for name, entry in sorted(self.entries.items()):
             try:
-                if (Path(folder) / name).stat().st_size != entry["size"]:
+                if (Path(folder) / name).stat().st_size not in [v["size"] for v in (entry, *entry.get("was", ()))]:
+                    out.append(name)
+            except FileNotFoundError:
+                if not entry.get("absent_ok"):
                     out.append(name)
             except OSError:
                 out.append(name)
@@ -149,7 +164,8 @@ class Manifest:
 def _valid_entry(entry) -> bool:
     return (isinstance(entry, dict) and isinstance(entry.get("size"), int)
             and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64
-            and isinstance(entry.get("source", ""), str))
+            and isinstance(entry.get("source", ""), str) and isinstance(entry.get("absent_ok", False), bool)
+            and isinstance(entry.get("was", []), list) and all(_valid_entry(v) for v in entry.get("was", [])))
 
 
 class RunFolder:
@@ -279,10 +295,15 @@ class RunFolder:
         return Path(path).relative_to(self.path).as_posix()
 
     def write_bytes(self, name: str, data: bytes) -> Path:
-        """Write file `name` atomically and record its size and SHA-256 in the manifest."""
+        """Write file `name` atomically and record its size and SHA-256 in the manifest: first as expected
+        (the file as it is now still accepted), then, once the file is in place, as the only version; so
+        a process killed at any moment leaves a folder whose files all match the manifest."""
         self._guard()
+        size, digest = len(data), bytes_sha256(data)
+        self.manifest.expect(name, size, digest)
+        self._save_manifest()
         path = atomic_write_bytes(self.file(name), data)
-        self.manifest.record(name, len(data), bytes_sha256(data))
+        self.manifest.record(name, size, digest)
         self._save_manifest()
         return path
 

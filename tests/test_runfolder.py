@@ -2,6 +2,7 @@
 reads."""
 import hashlib
 import math
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -126,6 +127,34 @@ def test_a_write_records_size_and_sha256(tmp_path):
     data = folder.block_file("test", 0).read_bytes()
     assert Manifest(folder.path / MANIFEST_NAME).entries["blocks/test_block_00000.npz"] == \
         {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_a_write_killed_between_the_manifest_and_the_file_leaves_every_file_matching(tmp_path, monkeypatch):
+    """The manifest names the coming version before the file is replaced, still accepting the file as it is
+    (or its absence): a process killed in between leaves no file that reads as damaged."""
+    from lsm_core import runfolder
+
+    folder = RunFolder(config(tmp_path))
+    folder.write_bytes("a.bin", b"old")
+    original = runfolder.atomic_write_bytes
+
+    def killed_before_the_file(path, data):
+        if Path(path).name != MANIFEST_NAME:
+            raise KeyboardInterrupt             # as if killed after the manifest, before the file
+        return original(path, data)
+    monkeypatch.setattr(runfolder, "atomic_write_bytes", killed_before_the_file)
+    for name, data in (("a.bin", b"new content"), ("b.bin", b"first")):
+        with pytest.raises(KeyboardInterrupt):
+            folder.write_bytes(name, data)
+    monkeypatch.setattr(runfolder, "atomic_write_bytes", original)
+    again = RunFolder(config(tmp_path))                         # the next process
+    assert again.read_text("a.bin") == "old" and again.read_text("b.bin") is None
+    assert again.manifest.resized(again.path) == []
+    again.write_bytes("a.bin", b"new content")                  # the next write settles the record
+    assert again.manifest.entries["a.bin"] == {"size": 11, "sha256": hashlib.sha256(b"new content").hexdigest()}
+    (again.path / "a.bin").write_bytes(b"old")                  # the old version is no longer accepted
+    with pytest.raises(DamagedFile):
+        RunFolder(config(tmp_path)).read_text("a.bin")
 
 
 def test_reads_return_the_content_or_none_when_never_written(tmp_path):
