@@ -520,10 +520,11 @@ def open_run(version: int, output_root=None) -> tuple:
         raise UserError(f"there is no run VERSION {version}: {folder} does not exist. Check the VERSION "
                         f"number and the folder {where}.")
     params_path = folder / "params.json"
-    if not params_path.exists() and not Manifest(folder / MANIFEST_NAME).entries:
+    manifest = Manifest(folder / MANIFEST_NAME)
+    if not params_path.exists() and not manifest.entries:
         raise UserError(f"{folder} has no params.json, so it is not a run folder this toolkit can analyse. "
                         f"Check the VERSION number and the folder {where}.")
-    damage = Manifest(folder / MANIFEST_NAME).problem("params.json", params_path)
+    damage = manifest.problem("params.json", params_path)
     params = read_json_file(params_path)
     if damage or not isinstance(params, dict) or not isinstance(params.get("identity"), dict):
         raise DamagedFile(params_path, damage or "it cannot be read as this toolkit's params.json",
