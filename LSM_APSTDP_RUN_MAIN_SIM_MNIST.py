@@ -3,7 +3,7 @@
 STDP_NEURON_RATE_THESHOLD, STDP_NEURON_RATE_RANGE, INTIAL_ABS_W_SCLR; options: --help. Everything real lives in lsm_core."""
 import sys
 
-from lsm_core.cli import run_script
+from lsm_core.cli.scripts import run_script
 
 if __name__ == "__main__":
     sys.exit(run_script("LSM_APSTDP", "mnist"))

@@ -4,7 +4,7 @@ NET_NUM_VAR, BATCH_SIZE, BATCHS_PER_BLOCK, ASTRO_W_SCALING; options: --help. Eve
 lsm_core."""
 import sys
 
-from lsm_core.cli import run_script
+from lsm_core.cli.scripts import run_script
 
 if __name__ == "__main__":
     sys.exit(run_script("NALSM", "nmnist"))

@@ -110,10 +110,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:          # `python benchmarks/brian2_compare.py` from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
-from lsm_core import Network                                      # noqa: E402
-from lsm_core.config import PAPER                                 # noqa: E402
-from lsm_core.datasets import image_splits, load_image_dataset    # noqa: E402
-from lsm_core.randomness import sample_keys, step_pixel_uniform_np  # noqa: E402
+from lsm_core import Network  # noqa: E402
+from lsm_core.config import PAPER  # noqa: E402
+from lsm_core.data.encoding import image_splits
+from lsm_core.data.images import load_image_dataset  # noqa: E402
+from lsm_core.model.randomness import sample_keys, step_pixel_uniform_np  # noqa: E402
 
 DIMS = (10, 10, 10)
 N_INPUT = 784
@@ -249,7 +250,7 @@ def bench_brian2(b2, net: Network, x: np.ndarray, layout: str, repeats: int, wor
     which is B separate runs without their start-up costs.  layout "copies": one network of B
     independent copies (B x 1784 neurons, block-diagonal synapses) simulates all samples at once.
     """
-    from lsm_core.simulator import synapse_weights
+    from lsm_core.engines.interface import synapse_weights
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")

@@ -10,7 +10,7 @@ spike, and the two trains then part ways.  This script measures:
   phase; for the plastic rules also the init phase as a stream of 20 ms snapshots): the fraction of
   samples whose rasters are identical, the first millisecond at which a sample's rasters differ (median
   and minimum over samples), and the mean rates of both engines with their relative difference.
-* ``runs``: whole runs of each model through the run pipeline (`lsm_core.pipeline.run`), the same
+* ``runs``: whole runs of each model through the run pipeline (`lsm_core.runs.pipeline.run`), the same
   moderate-size protocol on both engines and for several seeds: test accuracy at the best validation
   epoch and mean rate, so that the engine difference can be set against the seed-to-seed spread.
 
@@ -56,7 +56,8 @@ def first_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def spike_agreement(batch: int, steps: int, seed: int) -> list:
     from lsm_core import Network, simulate
-    from lsm_core.datasets import image_probabilities, load_image_dataset
+    from lsm_core.data.encoding import image_probabilities
+    from lsm_core.data.images import load_image_dataset
 
     net = Network.generate(dims=(10, 10, 10), n_input=784, seed=seed)
     images = load_image_dataset("mnist", DATA_DIR, verify=False).x_train[:batch]
@@ -93,8 +94,8 @@ def spike_agreement(batch: int, steps: int, seed: int) -> list:
 
 
 def run_agreement(seeds, models, sizes: dict) -> list:
-    from lsm_core import pipeline
     from lsm_core.config import RunConfig
+    from lsm_core.runs import pipeline
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="engine_agreement_") as tmp:

@@ -9,7 +9,7 @@ The public API is small and stable::
 TensorFlow is imported lazily (on first use of `simulate`), so that command-line tools can choose the
 GPU through CUDA_VISIBLE_DEVICES before TensorFlow starts.
 """
-from lsm_core.network import Network
+from lsm_core.model.network import Network
 
 __all__ = ["Network", "simulate", "SimResult"]
 __version__ = "0.1.0"
@@ -17,6 +17,6 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     if name in ("simulate", "SimResult"):
-        from lsm_core import simulator
+        from lsm_core.engines import simulator
         return getattr(simulator, name)
     raise AttributeError(f"module 'lsm_core' has no attribute {name!r}")

@@ -5,13 +5,13 @@ import os
 import sys
 
 COMMANDS = {
-    "network": ("lsm_core.network", "network_command", "generate a liquid: networks/Network_<N>.npz"),
-    "datasets": ("lsm_core.datasets_command", "datasets_command", "fetch, build or verify datasets"),
-    "bench": ("lsm_core.bench", "bench_command", "measure simulation speed (sample-ms/s)"),
-    "sweep": ("lsm_core.workers", "sweep_command", "run a grid of runs (sweep file): local CPUs/GPUs, workers, Slurm"),
-    "report": ("lsm_core.report", "report_command", "results of runs, or mean ± sd by group beside the paper's; plots"),
-    "branching": ("lsm_core.branching", "branching_command", "branching factor of a run's stored rasters"),
-    "kernel-quality": ("lsm_core.kernel_quality", "kernel_quality_command",
+    "network": ("lsm_core.model.network", "network_command", "generate a liquid: networks/Network_<N>.npz"),
+    "datasets": ("lsm_core.cli.datasets", "datasets_command", "fetch, build or verify datasets"),
+    "bench": ("lsm_core.cli.bench", "bench_command", "measure simulation speed (sample-ms/s)"),
+    "sweep": ("lsm_core.runs.workers", "sweep_command", "run a grid of runs (sweep file): local CPUs/GPUs, workers, Slurm"),
+    "report": ("lsm_core.analysis.report", "report_command", "results of runs, or mean ± sd by group beside the paper's; plots"),
+    "branching": ("lsm_core.analysis.branching", "branching_command", "branching factor of a run's stored rasters"),
+    "kernel-quality": ("lsm_core.analysis.kernel_quality", "kernel_quality_command",
                        "kernel quality of a run: ranks SP (test counts) and AP (noisy inputs)"),
 }
 
@@ -25,20 +25,28 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _silence_stdout() -> None:
+    """Output piped into `head` and the like, which stopped reading: end quietly, without Python's own
+    complaint when it flushes stdout at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv=None) -> int:
     from importlib import import_module
 
-    from lsm_core.cli import format_user_error, signals_stop_cleanly
+    from lsm_core.cli.scripts import format_user_error, signals_stop_cleanly
+    from lsm_core.engines.devices import quiet_tensorflow
     from lsm_core.errors import UserError, interruption, missing_package
-
-    from lsm_core.devices import quiet_tensorflow
 
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = bool(argv) and argv[0] == "--verbose"
     argv = argv[verbose:]
     quiet_tensorflow(verbose)               # before any command imports TensorFlow
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
+        try:
+            print(_usage(), flush=True)
+        except BrokenPipeError:
+            _silence_stdout()
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
@@ -54,8 +62,8 @@ def main(argv=None) -> int:
     except ModuleNotFoundError as exc:
         print(format_user_error(missing_package(exc)), file=sys.stderr)
         return 2
-    except BrokenPipeError:          # output piped into `head` and the like: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:
+        _silence_stdout()
         return 0
     except OSError as exc:                  # a file that cannot be read or written (permissions, a full disk)
         where = f" ({exc.filename})" if exc.filename else ""

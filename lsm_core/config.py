@@ -113,7 +113,7 @@ EVALUATION = EvaluationConstants()
 
 @dataclass(frozen=True)
 class LockConstants:
-    """The run-folder lock (runlock.py): one writer per `ver_<VERSION>` folder, across machines."""
+    """The run-folder lock (runs/lock.py): one writer per `ver_<VERSION>` folder, across machines."""
 
     heartbeat_s: float = 30.0        # the owner touches its lock file this often
     stale_after_s: float = 300.0     # another machine's lock without a heartbeat for this long is dead

@@ -1,6 +1,6 @@
 """Spies on the simulators for tests: which batches a run or a tool simulated (on either engine)."""
-from lsm_core.event_engine import EventLiquidSimulator
-from lsm_core.simulator import LiquidSimulator
+from lsm_core.engines.event_driven import EventLiquidSimulator
+from lsm_core.engines.xla import LiquidSimulator
 
 
 def count_simulated_batches(monkeypatch) -> list:

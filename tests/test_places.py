@@ -1,10 +1,10 @@
 """Where datasets, liquids and run folders go when no option names them: option, environment, current folder."""
 
 from lsm_core import places
-from lsm_core.datasets import dataset_path
-from lsm_core.network import network_path
-from lsm_core.runfolder import run_folder_path
-from lsm_core.sweep import SweepPaths
+from lsm_core.data.images import dataset_path
+from lsm_core.model.network import network_path
+from lsm_core.runs.folder import run_folder_path
+from lsm_core.runs.sweep import SweepPaths
 
 
 def test_defaults_are_the_current_folder(tmp_path, monkeypatch):
@@ -32,7 +32,7 @@ def test_environment_variables_override_the_current_folder(tmp_path, monkeypatch
 
 
 def test_the_help_texts_say_the_rule():
-    from lsm_core.cli import build_parser
+    from lsm_core.cli.scripts import build_parser
 
     text = " ".join(build_parser("NALSM", "mnist").format_help().split())
     for folder, variable in places.ENVIRONMENT.items():

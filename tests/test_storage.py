@@ -9,8 +9,15 @@ import pytest
 
 from lsm_core import storage
 from lsm_core.errors import UserError
-from lsm_core.storage import (WriteFailed, atomic_save_npz, atomic_write_bytes, atomic_write_json, file_sha256,
-                              load_npz, read_json_file)
+from lsm_core.storage import (
+    WriteFailed,
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_json,
+    file_sha256,
+    load_npz,
+    read_json_file,
+)
 
 
 def test_write_replaces_and_leaves_no_temporary(tmp_path):

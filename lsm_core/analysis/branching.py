@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from lsm_core.cli import int_option
+from lsm_core.cli.scripts import int_option
 from lsm_core.config import EVALUATION
 from lsm_core.errors import UserError
 
@@ -160,7 +160,7 @@ def branching_factor(raster, post, pre, margin: int = DEFAULT_MARGIN_MS,
 
 def plot_branching(result: BranchingResult, path, title: str = "") -> Path:
     """Histogram of the per-neuron values (all samples pooled), the mean and 1 (critical) marked."""
-    from lsm_core import plots
+    from lsm_core.analysis import plots
 
     values = result.per_neuron[np.isfinite(result.per_neuron)]
     with plots._figure(path, figsize=(7, 4.2)) as fig:
@@ -184,8 +184,8 @@ def plot_branching(result: BranchingResult, path, title: str = "") -> Path:
 
 def branching_command(argv) -> int:
     """`python -m lsm_core branching VERSION`: branching factor from the run's stored rasters."""
-    from lsm_core.report import parse_version
-    from lsm_core.runfolder import RERUN_TO_REPAIR, RunFolder, load_run_network, open_run, run_config
+    from lsm_core.analysis.report import parse_version
+    from lsm_core.runs.folder import RERUN_TO_REPAIR, RunFolder, load_run_network, open_run, run_config
     from lsm_core.storage import atomic_write_json
 
     parser = argparse.ArgumentParser(

@@ -40,10 +40,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from lsm_core import run_checks
-from lsm_core.cli import int_option
+from lsm_core.cli.scripts import int_option
 from lsm_core.config import EVALUATION, PAPER
 from lsm_core.errors import DamagedFile, UserError
+from lsm_core.runs import checks as run_checks
 
 __all__ = [
     "DRAWS",
@@ -201,7 +201,7 @@ def kernel_rank(counts, labels, per_class: int = PER_CLASS, draws: int = DRAWS,
 
 def _seed_rng(seed: int, stream: str) -> np.random.Generator:
     """The generator of one sub-stream of the run seed under the "noisy_test" split id."""
-    from lsm_core.randomness import SPLIT_IDS
+    from lsm_core.model.randomness import SPLIT_IDS
 
     return np.random.default_rng([int(seed), SPLIT_IDS[NOISY_SPLIT], _SEED_STREAMS[stream]])
 
@@ -222,7 +222,7 @@ class _ShiftedRecordings:
         return len(self.split)
 
     def inputs(self, rows, duration_ms: int, start_ms=0) -> np.ndarray:
-        from lsm_core.events import N_CHANNELS, bin_events
+        from lsm_core.data.events import N_CHANNELS, bin_events
 
         rows = np.asarray(rows, np.int64).reshape(-1)
         out = np.zeros((len(rows), int(duration_ms), N_CHANNELS), np.uint8)
@@ -240,7 +240,8 @@ def noisy_test_inputs(config, noise_std: float = NOISE_STD, shift_std_ms: float 
     """(split, settings) of the run's whole noisy test split: a split object with `inputs(rows, duration_ms)`
     and `labels` as the pipeline's splits have, and the noise settings as a dict.  The noise is drawn
     from the run seed for every test sample of the dataset, so it does not depend on --test-samples."""
-    from lsm_core.datasets import ImageSplit, load_run_data
+    from lsm_core.data.encoding import ImageSplit
+    from lsm_core.data.run_data import load_run_data
 
     data = load_run_data(config.dataset, config.data_dir, simulated=getattr(config, "dataset_simulated", False),
                          log=log)
@@ -266,9 +267,9 @@ def noisy_test_counts(config, folder, net, weights, split, settings: dict, log: 
     counts made with other `settings` are a UserError."""
     import json
 
-    from lsm_core.pipeline import batch_simulator
+    from lsm_core.model.randomness import sample_keys
     from lsm_core.progress import progress_bar
-    from lsm_core.randomness import sample_keys
+    from lsm_core.runs.pipeline import batch_simulator
 
     stamp = json.dumps(settings, sort_keys=True)
     final = folder.counts_file(NOISY_SPLIT)
@@ -393,10 +394,10 @@ def _ranks_timed(counts, labels, per_class: int, draws: int, seed_rng) -> tuple:
 
 def kernel_quality_command(argv) -> int:
     """`python -m lsm_core kernel-quality VERSION`: SP and AP of a run; writes kernel_quality.json."""
-    from lsm_core.prompts import parse_gpu
-    from lsm_core.report import parse_version
-    from lsm_core.runfolder import RERUN_TO_REPAIR, RunFolder, open_run, run_config
-    from lsm_core.runlock import RunLock
+    from lsm_core.analysis.report import parse_version
+    from lsm_core.cli.prompts import parse_gpu
+    from lsm_core.runs.folder import RERUN_TO_REPAIR, RunFolder, open_run, run_config
+    from lsm_core.runs.lock import RunLock
 
     args = _parser().parse_args(list(argv))
     version = parse_version(args.version)
@@ -413,7 +414,7 @@ def kernel_quality_command(argv) -> int:
 
 def _kernel_quality(version: int, config, params: dict, args, folder) -> None:
     """SP (and AP unless --sp-only) of the run in `folder`, into kernel_quality.json."""
-    from lsm_core.runfolder import RunLog
+    from lsm_core.runs.folder import RunLog
 
     test_file = folder.counts_file("test")
     test = folder.read_npz(test_file.name, run_checks.counts(0, config.test_samples, _n_res(params),
@@ -462,13 +463,13 @@ def _noisy_counts(config, folder, params, args, log) -> tuple:
     """Load or simulate the noisy test counts: (data, settings, seconds spent)."""
     import sys
 
-    from lsm_core.devices import apply_gpu_choice, check_devices
-    from lsm_core.runfolder import load_run_network
+    from lsm_core.engines.devices import apply_gpu_choice, check_devices
+    from lsm_core.runs.folder import load_run_network
 
     start = time.perf_counter()
     if "tensorflow" not in sys.modules:        # the device must be chosen before TensorFlow starts
         apply_gpu_choice(config.gpu)
-    from lsm_core import pipeline
+    from lsm_core.runs import pipeline
 
     net = load_run_network(config, params)
     syn = net.synapses()

@@ -21,7 +21,7 @@ batch's update, `valid_loss` the mean loss over the validation samples (L2 term 
 the epoch.
 
 Speed (2-core AMD EPYC CPU, N_res 1000, 50,000 training samples in batches of 250, 10,000 validation and
-10,000 test samples; ``python -c "from lsm_core.readout import time_epochs; print(time_epochs(epochs=20))"``,
+10,000 test samples; ``python -c "from lsm_core.analysis.readout import time_epochs; print(time_epochs(epochs=20))"``,
 best of three): about 0.10 s per epoch with XLA on an otherwise idle machine (0.17-0.19 s while another
 process keeps one core busy), 3-5 s of compilation; the paper's 5000 epochs take about 8.5 minutes.
 `time_epochs` measures it.  The epoch is compute-bound on both cores (about 0.19 CPU-seconds per epoch).

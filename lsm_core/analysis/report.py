@@ -14,7 +14,7 @@ size, liquid number and/or prompted scalars, optionally keeping per liquid only 
 scalar(s) gave the best validation accuracy (`--best-of`), and matches each group with the paper's
 published numbers (`paper_results.py`); `format_groups` prints the groups' means and sample sds,
 `plot_groups` draws accuracy against a swept scalar beside the paper's curve.  Reading a run folder back
-(`open_run`, `run_config`, `load_run_network`) lives in `runfolder.py`, shared with the other analysis
+(`open_run`, `run_config`, `load_run_network`) lives in `runs/folder.py`, shared with the other analysis
 tools (`branching`, `kernel-quality`).
 
 Nothing here imports TensorFlow, so a report takes well under a second per run.
@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lsm_core import paper_results
+from lsm_core.analysis import paper_results
 from lsm_core.config import MODELS, RunConfig
 from lsm_core.errors import UserError
-from lsm_core.run_checks import history_rows
-from lsm_core.runfolder import MANIFEST_NAME, Manifest, parse_history_csv, run_config, run_folder_path
-from lsm_core.runlock import STALE_AFTER_S, folder_owner
+from lsm_core.runs.checks import history_rows
+from lsm_core.runs.folder import MANIFEST_NAME, Manifest, parse_history_csv, run_config, run_folder_path
+from lsm_core.runs.lock import STALE_AFTER_S, folder_owner
 from lsm_core.storage import load_npz
 
 __all__ = [
@@ -236,7 +236,7 @@ def _status(files: _CheckedReader, config: RunConfig, summary, epochs: int) -> s
 def collect_run(version: int, output_root=None, stale_after: float = STALE_AFTER_S) -> RunRecord:
     """The report record of run VERSION; never raises for missing or unfinished runs (see `status`).
 
-    A run that a live process holds (its lock, runlock.py) has the status "running (host, PID): ..."
+    A run that a live process holds (its lock, runs/lock.py) has the status "running (host, PID): ..."
     followed by how far it got.
     """
     record = _collect_run(version, output_root)
@@ -417,7 +417,7 @@ def format_csv(records: Sequence[RunRecord]) -> str:
 def plot_validation_curves(records: Sequence[RunRecord], path) -> Path:
     """Validation accuracy (%) against the epoch for every record with a history, on one figure
     (written atomically); each run's best validation epoch is marked."""
-    from lsm_core import plots
+    from lsm_core.analysis import plots
 
     with plots._figure(path, figsize=(8, 4.8)) as fig:
         ax = fig.add_subplot(1, 1, 1)
@@ -790,7 +790,7 @@ def plot_groups(groups: Sequence[Group], keys: Sequence[str], path) -> Path:
     """Test accuracy (%) at the best validation epoch against the swept scalar (the one scalar among `keys`),
     mean ± sd per group, one series per combination of the other keys; beside each series, dashed, the paper's
     published grid for the model, dataset and size its groups matched.  Written atomically."""
-    from lsm_core import plots
+    from lsm_core.analysis import plots
 
     swept = swept_scalar(keys)
     series = {}
@@ -921,7 +921,7 @@ def report_command(argv) -> int:
     fmt = "csv" if args.csv else args.format or "text"
     if not args.versions and not args.sweep:
         raise UserError("name the runs: VERSIONs (e.g. 12 15-20) or --sweep NAME.")
-    from lsm_core.sweep import manifest_versions
+    from lsm_core.runs.sweep import manifest_versions
     versions = parse_versions(args.versions)
     versions += [v for name in args.sweep for v in manifest_versions(name, args.output_root) if v not in versions]
     records = [collect_run(v, args.output_root) for v in versions]

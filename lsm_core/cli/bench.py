@@ -22,13 +22,14 @@ import numpy as np
 
 from lsm_core.config import DATASETS, ENGINES, PAPER
 from lsm_core.errors import UserError
-from lsm_core.network import Network, format_dims, parse_dims
+from lsm_core.model.network import Network, format_dims, parse_dims
 
 
 def _inputs(n_input: int, batch: int, steps: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if n_input == DATASETS["mnist"].n_input:
-        from lsm_core.datasets import dataset_path, image_probabilities, load_image_dataset
+        from lsm_core.data.encoding import image_probabilities
+        from lsm_core.data.images import dataset_path, load_image_dataset
 
         if dataset_path("mnist").is_file():     # a damaged file is a UserError, not silently other inputs
             images = load_image_dataset("mnist", verify=False).x_train[:batch]
@@ -68,9 +69,9 @@ def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int 
     """
     import tensorflow as tf
 
-    from lsm_core.randomness import sample_keys
-    from lsm_core.simulator import (SimParams, liquid_simulator, plastic_simulator, resolve_engine,
-                                    synapse_weights)
+    from lsm_core.engines.interface import SimParams, synapse_weights
+    from lsm_core.engines.simulator import liquid_simulator, plastic_simulator, resolve_engine
+    from lsm_core.model.randomness import sample_keys
 
     if rule == "static" and phase != "sample":
         raise UserError("bench: the static rule has no init phase; use --phase sample.")
@@ -124,7 +125,7 @@ def bench_all(engines, repeats: int, seed: int, log=print, cases=ALL_CASES, dims
               readout_sizes: dict | None = None) -> list:
     """Every (rule, phase, batch, steps) of `cases` on each engine, then the readout's seconds per epoch
     (`readout.time_epochs` at the paper's sizes unless `readout_sizes` says otherwise); a list of records."""
-    from lsm_core.readout import time_epochs
+    from lsm_core.analysis.readout import time_epochs
 
     records = []
     for rule, phase, batch, steps in cases:

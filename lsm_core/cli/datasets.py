@@ -1,20 +1,15 @@
 """`python -m lsm_core datasets ...`: fetch, build, verify and simulate datasets (the command line only;
-the data layer is datasets.py, the simulated N-MNIST nmnist_sim.py)."""
+the data layer is lsm_core/data/, the simulated N-MNIST data/nmnist_sim.py)."""
 from __future__ import annotations
 
 import argparse
 
 from lsm_core import places
 from lsm_core.config import DATASETS, N_CLASSES
-from lsm_core.datasets import (
-    CONTENT_SHA256,
-    build_mnist_from_pickle,
-    fetch_dataset,
-    load_image_dataset,
-    verify_nmnist,
-)
+from lsm_core.data.fetch import build_mnist_from_pickle, fetch_dataset, verify_nmnist
+from lsm_core.data.images import CONTENT_SHA256, load_image_dataset
+from lsm_core.data.nmnist_sim import simulate_nmnist_command
 from lsm_core.errors import UserError
-from lsm_core.nmnist_sim import simulate_nmnist_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build-mnist", help="build mnist.npz from the deeplearning.net mnist.pkl.gz")
     build.add_argument("--from", dest="source", required=True, metavar="FILE", help="mnist.pkl.gz")
     build.add_argument("--out", default=None, help="output npz (default: mnist.npz in the data folder)")
-    sub.add_parser("simulate-nmnist", add_help=False,       # dispatched to lsm_core.nmnist_sim before parsing
+    sub.add_parser("simulate-nmnist", add_help=False,       # dispatched to lsm_core.data.nmnist_sim before parsing
                    help="write a simulated N-MNIST from the MNIST digits (options: simulate-nmnist --help)")
     verify = sub.add_parser("verify", help="check a dataset's layout and checksums (N-MNIST: layout, labels, "
                                            "and a sample of recordings decode)")

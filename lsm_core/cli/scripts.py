@@ -3,11 +3,11 @@
 Each top-level script is a shim::
 
     import sys
-    from lsm_core.cli import run_script
+    from lsm_core.cli.scripts import run_script
     sys.exit(run_script("NALSM", "mnist"))
 
 Nothing here imports TensorFlow: `run_script` sets CUDA_VISIBLE_DEVICES from the GPU answer first and
-only then imports `lsm_core.pipeline`.
+only then imports `lsm_core.runs.pipeline`.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def int_option(minimum: int = 1, maximum: int | None = None):
 
 
 def _dims_option(text: str) -> tuple:
-    from lsm_core.network import parse_dims  # NumPy only; no TensorFlow
+    from lsm_core.model.network import parse_dims  # NumPy only; no TensorFlow
     try:
         return tuple(parse_dims(text))
     except UserError as exc:
@@ -64,7 +64,7 @@ def _dims_option(text: str) -> tuple:
 
 
 def _help_text(model: str, dataset: str) -> tuple:
-    from lsm_core.prompts import prompt_texts
+    from lsm_core.cli.prompts import prompt_texts
     texts = prompt_texts(model)
     lines = ["Prompts, answered one line each, in this order:"]
     lines += [f"  {i}. {text.rstrip(': ').rstrip()}" for i, (_, text) in enumerate(texts, 1)]
@@ -155,7 +155,7 @@ def _path(text):
 
 def recorded_seed(output_root, version: int):
     """The seed recorded in <output_root>/ver_<version>/params.json, or None."""
-    from lsm_core.runfolder import run_folder_path  # NumPy only; no TensorFlow
+    from lsm_core.runs.folder import run_folder_path  # NumPy only; no TensorFlow
     from lsm_core.storage import read_json_file
 
     params = read_json_file(run_folder_path(version, output_root) / "params.json")
@@ -218,10 +218,10 @@ def run_script(model_name: str, dataset_name: str, argv=None) -> int:
         args = build_parser(model_name, dataset_name).parse_args(argv)
     except SystemExit as exit_:      # --help (0) or an option error (2, already printed)
         return exit_.code if isinstance(exit_.code, int) else 2
-    from lsm_core.devices import apply_gpu_choice, quiet_tensorflow
+    from lsm_core.engines.devices import apply_gpu_choice, quiet_tensorflow
 
     quiet_tensorflow(args.verbose)
-    from lsm_core.prompts import ask_all
+    from lsm_core.cli.prompts import ask_all
 
     started = False
     try:
@@ -236,7 +236,7 @@ def run_script(model_name: str, dataset_name: str, argv=None) -> int:
             if seed is None:
                 seed = secrets.randbelow(SEED_MAX + 1)
         config = run_config_from(model_name, dataset_name, args, answers, seed)
-        from lsm_core import pipeline  # imports TensorFlow: only after apply_gpu_choice
+        from lsm_core.runs import pipeline  # imports TensorFlow: only after apply_gpu_choice
         started = True
         with signals_stop_cleanly():
             pipeline.run(config)

@@ -74,14 +74,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lsm_core.datasets import (
-    N_TEST_FILE,
-    N_TRAIN_FILE,
-    TRAIN_POOL,
-    load_image_dataset,
-)
+from lsm_core.data.events import SENSOR, SIMULATED_FOLDER, Events, read_bin, write_bin
+from lsm_core.data.images import N_TEST_FILE, N_TRAIN_FILE, TRAIN_POOL, load_image_dataset
 from lsm_core.errors import UserError
-from lsm_core.events import SENSOR, SIMULATED_FOLDER, Events, read_bin, write_bin
 from lsm_core.places import data_dir as default_data_dir
 from lsm_core.progress import progress_bar
 from lsm_core.storage import atomic_write_json, atomic_write_text, read_json_file
@@ -606,7 +601,7 @@ def simulate_nmnist(out_dir=None, train_count: int = N_TRAIN_FILE, test_count: i
                       _labels_csv(range(1, test_count + 1), mnist.y_test[:test_count]))
     summary = summarise(stats, labels, params)
     marker = dict(identity, statistics=summary,
-                  note="Simulated from MNIST digits with an event-camera model (lsm_core.nmnist_sim); these are "
+                  note="Simulated from MNIST digits with an event-camera model (lsm_core.data.nmnist_sim); these are "
                        "not real N-MNIST recordings, and results on them are not N-MNIST results.")
     atomic_write_json(out / MARKER, marker)
     (out / IN_PROGRESS).unlink(missing_ok=True)

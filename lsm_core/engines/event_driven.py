@@ -1,6 +1,6 @@
 """The event-driven CPU engine: pay for spikes, not for synapses.
 
-The XLA engine (`simulator.py`) touches every synapse at every millisecond: a dense matrix product for
+The XLA engine (`xla.py`) touches every synapse at every millisecond: a dense matrix product for
 fixed weights, a read-modify-write of every weight for learning ones.  But in a millisecond only a few
 per cent of the neurons spike, and only synapses next to a spike have anything to do.  This engine
 simulates exactly the same model (same state, same step order, same counter-based input draws) with
@@ -21,7 +21,7 @@ loops compiled by numba that visit only those synapses:
   presynaptic spike (anti-causal term), so only the incoming synapses of neurons that spiked and the
   outgoing synapses of neurons that spiked can change, and only those are clipped.  Synapses whose pre-
   and postsynaptic neurons both spiked are updated once, with both terms, as in the dense engine.  The
-  rules are the scalar twins in `plasticity.py`.  Weights outside their class bounds at the start of a
+  rules are the scalar twins in `model/plasticity.py`.  Weights outside their class bounds at the start of a
   call (AP-STDP's magnitudes above w_max) are clipped once, at the first step, as the dense engine does.
 * **Layout.**  Every synapse is listed by presynaptic neuron (spike propagation, anti-causal updates)
   and by postsynaptic neuron (causal updates), both lists indexing one weight array per row.  Fixed
@@ -45,10 +45,10 @@ from typing import NamedTuple, Optional
 import numba as nb
 import numpy as np
 
-from lsm_core import plasticity as rules
 from lsm_core.config import PAPER
-from lsm_core.network import EXC, INH, Network
-from lsm_core.randomness import _GOLDEN, _M1, _M2, _STEP_SALT
+from lsm_core.model import plasticity as rules
+from lsm_core.model.network import EXC, INH, Network
+from lsm_core.model.randomness import _GOLDEN, _M1, _M2, _STEP_SALT
 
 RULE_CODES = {"static": 0, "stdp": 1, "nalsm": 2, "apstdp": 3}
 
@@ -203,7 +203,7 @@ def _hash32(x):
 
 @nb.njit(inline="always")
 def _pixel_uniform(step_key, pixel):
-    """Uniform float32 in [0, 1) of one input pixel at one step (see randomness.py)."""
+    """Uniform float32 in [0, 1) of one input pixel at one step (see model/randomness.py)."""
     code = (np.uint64(pixel) * np.uint64(_GOLDEN)) & np.uint64(0xFFFFFFFF)
     bits = _hash32(step_key ^ code)
     return np.float32(bits >> np.uint64(8)) * np.float32(2.0 ** -24)
@@ -226,7 +226,7 @@ def pixel_uniform(keys, t, n_input):
 
 @nb.njit(inline="always")
 def _rule_change(rule, causal, anti_causal, lr, astro, sign, post_calcium, k):
-    """The change of one synapse by rule code (1 STDP, 2 NALSM, 3 AP-STDP): `plasticity.py`'s twins."""
+    """The change of one synapse by rule code (1 STDP, 2 NALSM, 3 AP-STDP): `model/plasticity.py`'s twins."""
     if rule == 1:
         return _stdp(causal, anti_causal, lr, sign)
     if rule == 2:
@@ -448,7 +448,7 @@ def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn,
 def _inputs_for_kernel(inputs, steps, n_input):
     """(event_mode, probabilities float32 [B, n_in], events uint8 [B, T, n_in], steps), the unused
     mode's array empty."""
-    from lsm_core.engine_interface import check_inputs
+    from lsm_core.engines.interface import check_inputs
 
     inputs, steps, event_mode = check_inputs(inputs, steps, n_input)
     if event_mode:
@@ -460,7 +460,7 @@ class _EventEngine:
     """What both event-driven simulators share: the tables, the constants, thread settings."""
 
     def __init__(self, net: Network, params, threads: Optional[int] = None, weight_order: str = "pre"):
-        from lsm_core.engine_interface import SimParams
+        from lsm_core.engines.interface import SimParams
 
         self.params = params if params is not None else SimParams()
         self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
@@ -498,7 +498,7 @@ class EventLiquidSimulator(_EventEngine):
             record_rows=()) -> tuple[np.ndarray, np.ndarray]:
         """As `LiquidSimulator.run`: counts int32 [B, N_res] and rasters bool [len(record_rows), T, N]."""
         event_mode, probabilities, events, steps = _inputs_for_kernel(inputs, steps, self.n_input)
-        from lsm_core.engine_interface import record_rows_of
+        from lsm_core.engines.interface import record_rows_of
 
         keys = np.asarray(keys, np.uint32).reshape(-1)
         record_rows = record_rows_of(record_rows, False, len(keys))
@@ -530,7 +530,7 @@ class EventPlasticSimulator(_EventEngine):
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str, params=None,
                  reference_batch_quirk: bool = False, threads: Optional[int] = None):
-        from lsm_core.engine_interface import check_plastic_settings
+        from lsm_core.engines.interface import check_plastic_settings
 
         super().__init__(net, params, threads, weight_order="post")
         check_plastic_settings(rule, phase, self.params)
@@ -552,7 +552,7 @@ class EventPlasticSimulator(_EventEngine):
             start=None, record_rows=None):
         """As `PlasticSimulator.run`; `record_rows` (optional) records only those rows, and `spikes`
         then holds them in that order."""
-        from lsm_core.engine_interface import PlasticRun, learning_rows, record_rows_of
+        from lsm_core.engines.interface import PlasticRun, learning_rows, record_rows_of
 
         event_mode, probabilities, events, steps = _inputs_for_kernel(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)

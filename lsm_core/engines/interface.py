@@ -1,18 +1,20 @@
 """What both simulation engines share, with no TensorFlow and no numba: the parameters a simulation may
 override, the check of its inputs, the rows a batch learns in and records, and the result types.
 
-`simulator.py` (the XLA engine) and `event_engine.py` (the event-driven engine) both import this module,
-so that the event-driven engine never imports the XLA engine (simulator.py imports event_engine.py, lazily,
-to run the engine a caller chose).
+`xla.py` (the XLA engine) and `event_driven.py` (the event-driven engine) both import this module, so
+that neither imports the other; `simulator.py` imports the one a caller chose, lazily.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import numpy as np
 
 from lsm_core.config import PAPER
+
+if TYPE_CHECKING:
+    from lsm_core.model.network import Network
 
 RULES = ("static", "stdp", "nalsm", "apstdp")
 PHASES = ("sample", "init")
@@ -111,3 +113,11 @@ def record_rows_of(record_rows, record: bool, rows: int) -> np.ndarray:
     if len(record_rows) and (record_rows.min() < 0 or record_rows.max() >= rows):
         raise ValueError(f"record rows must lie in [0, {rows}), got {record_rows.tolist()}")
     return record_rows
+
+
+def synapse_weights(net: Network, weight_scale: Optional[float]) -> np.ndarray:
+    """Weights of the synapse list, float32 [n_syn]: the network's, or sign * weight_scale."""
+    syn = net.synapses()
+    if weight_scale is None:
+        return net.W[syn.post, syn.pre].astype(np.float32)
+    return (np.sign(syn.sign) * np.float32(weight_scale)).astype(np.float32)

@@ -1,16 +1,12 @@
-"""The compiled leaky integrate-and-fire liquid (docs/model.md#one-millisecond-step-by-step,
-docs/model.md#input-encodings).
+"""The XLA engine: the liquid's time loops compiled by TensorFlow into single graphs
+(docs/model.md#one-millisecond-step-by-step, docs/model.md#input-encodings).
 
-Maths first: `spike_and_reset`, `synaptic_kernel` and `integrate` are small pure functions of an
-explicit `LiquidState`, one step in, one step out, in exactly the step order of
-docs/model.md#one-millisecond-step-by-step; the plasticity rules live in `plasticity.py`.  Then the
-plumbing: `LiquidSimulator` (fixed weights, shared by the batch: one dense matrix product per step) and
-`PlasticSimulator` (weights that learn, one copy per row) compose them into time loops that TensorFlow
-compiles (XLA) into single graphs, so nothing happens in Python per millisecond.  `simulate` is the
-small public entry point (docs/model.md#simulating-from-python).
-This is the "xla" engine, the one for GPUs; `event_engine.py` holds the "events" engine for CPUs, which
-simulates the same step touching only the synapses next to a spike.  `liquid_simulator` and
-`plastic_simulator` build either behind the same `run` interface.
+The maths of one step lives in `lsm_core.model.neuron` (membrane, spikes, kernel, current) and
+`lsm_core.model.plasticity` (the learning rules); this module is the plumbing that composes them:
+`LiquidSimulator` (fixed weights, shared by the batch: one dense matrix product per step) and
+`PlasticSimulator` (weights that learn, one copy per row, in the `SynapseTable` layout).  Nothing
+happens in Python per millisecond.  This is the engine for GPUs; `event_driven.py` holds the one for
+CPUs, and `simulator.py` chooses between them behind the same `run` interface.
 
 Shapes: B = batch rows, N = all neurons (reservoir then input), N_res = reservoir neurons,
 n_in = input neurons, T = steps (1 step = 1 ms).  Neuron order: excitatory, inhibitory, input.
@@ -18,7 +14,6 @@ n_in = input neurons, T = steps (1 step = 1 ms).  Neuron order: excitatory, inhi
 from __future__ import annotations
 
 import contextlib
-import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Sequence
@@ -26,11 +21,8 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from lsm_core import plasticity as rules
-from lsm_core.config import ENGINES, PAPER
-from lsm_core.engine_interface import (
-    PHASES,
-    RULES,
+from lsm_core.config import PAPER
+from lsm_core.engines.interface import (
     PlasticRun,
     SimParams,
     StreamCarry,
@@ -39,87 +31,18 @@ from lsm_core.engine_interface import (
     learning_rows,
     record_rows_of,
 )
-from lsm_core.network import EXC, INH, Network
-from lsm_core.randomness import pixel_codes_np, sample_keys, step_pixel_uniform_tf
-
-
-
-# ----------------------------------------------------------------------------------------------
-# State and parameters
-# ----------------------------------------------------------------------------------------------
-
-class LiquidState(NamedTuple):
-    """Per-neuron state of a batch of liquids, all float32 [B, N]."""
-
-    membrane: tf.Tensor      # V
-    spikes: tf.Tensor        # S of the last step (0/1)
-    refractory: tf.Tensor    # R, counts down; a neuron with R > 0 cannot spike
-    since_spike: tf.Tensor   # s, ms since the neuron's last spike, in [0, cap]
-
-
-class NeuronParams(NamedTuple):
-    """Per-neuron constants as float32 tensors [N] (broadcast over the batch)."""
-
-    tau_v: tf.Tensor
-    v_thresh: tf.Tensor
-    bias: tf.Tensor
-    t_refrac: tf.Tensor
-    tau_syn: tf.Tensor
-    since_spike_cap: float
-
-
-def initial_state(batch: int, n_neurons: int, since_spike_init: float = PAPER.neuron.since_spike_init
-                  ) -> LiquidState:
-    """State at the start of every sample: V = S = R = 0, s = 20 ms."""
-    zeros = tf.zeros([batch, n_neurons], tf.float32)
-    return LiquidState(zeros, zeros, zeros, tf.fill([batch, n_neurons], tf.constant(since_spike_init, tf.float32)))
-
-
-# ----------------------------------------------------------------------------------------------
-# One step: the maths (docs/model.md#one-millisecond-step-by-step)
-# ----------------------------------------------------------------------------------------------
-
-def spike_and_reset(state: LiquidState, p: NeuronParams):
-    """Steps 1, 2 and 4: who spikes, reset of their membrane and of their time since last spike.
-
-    Returns (spikes, membrane, since_spike), each float32 [B, N].
-    """
-    free = 1.0 - tf.clip_by_value(state.refractory, 0.0, 1.0)
-    spikes = tf.cast(state.membrane * free >= p.v_thresh, tf.float32)
-    membrane = state.membrane * (1.0 - spikes)
-    since_spike = tf.where(spikes > 0.0, tf.zeros_like(state.since_spike), state.since_spike)
-    return spikes, membrane, since_spike
-
-
-def synaptic_kernel(since_spike, tau_syn):
-    """exp(-s / tau_u) / tau_u: the drive of each presynaptic neuron, [B, N]; 1 at its spike."""
-    return tf.exp(-since_spike / tau_syn) / tau_syn
-
-
-def integrate(spikes, membrane, since_spike, refractory, current, p: NeuronParams) -> LiquidState:
-    """Steps 5-7: leaky integration of `current` [B, N], time since spike, refractory counter."""
-    membrane = membrane + current + p.bias - membrane / p.tau_v
-    since_spike = tf.minimum(since_spike + 1.0, p.since_spike_cap)
-    refractory = (refractory - 1.0) * (1.0 - spikes) + p.t_refrac * spikes
-    return LiquidState(membrane, spikes, refractory, since_spike)
-
-
-def shared_weight_current(kernel, weights_pre_post):
-    """Synaptic current into the reservoir with weights shared by all rows.
-
-    kernel [B, N] @ weights_pre_post [N, N_res] -> [B, N_res].  A dense matrix product: on CPUs
-    and GPUs it beats a sparse product at the densities of these liquids (inputs: 15 %).
-    """
-    return tf.matmul(kernel, weights_pre_post)
-
-
-def per_row_weight_current(pre_kernel, weights):
-    """Synaptic current into the reservoir with weights of their own in every row (plasticity).
-
-    Synapses of one row group of `SynapseTable` (n postsynaptic neurons, D slots each): pre_kernel is
-    the kernel of each slot's presynaptic neuron [B, n, D], weights [B, n, D] -> [B, n].
-    """
-    return tf.reduce_sum(pre_kernel * weights, axis=2)
+from lsm_core.model import plasticity as rules
+from lsm_core.model.network import EXC, INH, Network
+from lsm_core.model.neuron import (
+    NeuronParams,
+    initial_state,
+    integrate,
+    per_row_weight_current,
+    shared_weight_current,
+    spike_and_reset,
+    synaptic_kernel,
+)
+from lsm_core.model.randomness import pixel_codes_np, step_pixel_uniform_tf
 
 
 def _padded(shape, rows, slots, values, empty, dtype) -> np.ndarray:
@@ -227,14 +150,6 @@ def _over_devices(devices: Sequence, rows: int, run_part) -> list:
     bounds = np.linspace(0, rows, len(devices) + 1).round().astype(int)
     with ThreadPoolExecutor(len(devices)) as pool:
         return list(pool.map(run_part, devices, bounds[:-1], bounds[1:]))
-
-
-def synapse_weights(net: Network, weight_scale: Optional[float]) -> np.ndarray:
-    """Weights of the synapse list, float32 [n_syn]: the network's, or sign * weight_scale."""
-    syn = net.synapses()
-    if weight_scale is None:
-        return net.W[syn.post, syn.pre].astype(np.float32)
-    return (np.sign(syn.sign) * np.float32(weight_scale)).astype(np.float32)
 
 
 def _neuron_params(net: Network) -> NeuronParams:
@@ -526,123 +441,3 @@ class PlasticSimulator:
         parts = _over_devices(self.devices, len(keys), run_part)
         run = parts[0] if len(parts) == 1 else PlasticRun(*(np.concatenate(field) for field in zip(*parts)))
         return run._replace(spikes=run.spikes[record_rows])
-
-
-# ----------------------------------------------------------------------------------------------
-# Public entry point (docs/model.md#simulating-from-python)
-# ----------------------------------------------------------------------------------------------
-
-@dataclass
-class SimResult:
-    """Result of `simulate`.
-
-    spikes bool [B, T, N]; counts int32 [B, N_res]; synapse_weights float32 [B or 1, n_syn] (final
-    weights of the synapse list, one row when shared by the batch); astro [B, T] and calcium [B, N]
-    where the rule has them, else None.
-    """
-
-    spikes: np.ndarray
-    counts: np.ndarray
-    synapse_weights: np.ndarray
-    post: np.ndarray
-    pre: np.ndarray
-    n_neurons: int
-    phase: str = "sample"
-    astro: Optional[np.ndarray] = None
-    calcium: Optional[np.ndarray] = None
-
-    @property
-    def weights(self) -> np.ndarray:
-        """Final weights as dense [B, N, N] (rows post, columns pre), [1, N, N] for the init phase
-        (one stream); a read-only broadcast view when the batch shares one set of weights."""
-        rows = self.synapse_weights.shape[0]
-        dense = np.zeros((rows, self.n_neurons, self.n_neurons), np.float32)
-        dense[:, self.post, self.pre] = self.synapse_weights
-        batch = 1 if self.phase == "init" else self.spikes.shape[0]
-        return dense if rows == batch else np.broadcast_to(dense, (batch,) + dense.shape[1:])
-
-
-def resolve_engine(engine: str, gpu: Optional[bool] = None) -> str:
-    """The engine that `engine` names: "xla" or "events" as given; "auto" is "events" on CPUs and
-    "xla" where TensorFlow sees a GPU (`gpu`: whether one will be used; None: ask TensorFlow)."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine != "auto":
-        return engine
-    if gpu is None:
-        gpu = bool(tf.config.list_logical_devices("GPU"))
-    return "xla" if gpu else "events"
-
-
-def _event_engine():
-    """The event-driven engine's module; a UserError naming the fix when numba is missing."""
-    try:
-        from lsm_core import event_engine
-    except ImportError as exc:
-        from lsm_core.errors import UserError
-        raise UserError(f"the event-driven engine needs numba, which cannot be imported ({exc}). Install the "
-                        f"requirements again (pip install -r requirements.txt) or choose --engine xla.") from None
-    return event_engine
-
-
-def liquid_simulator(net: Network, weights: np.ndarray, params: SimParams = SimParams(), engine: str = "xla",
-                     devices: Optional[Sequence[str]] = None):
-    """A fixed-weight simulator of `engine` ("xla": `LiquidSimulator`, "events": the event-driven one;
-    the devices apply to XLA only).  Both have the same `run`."""
-    if resolve_engine(engine) == "events":
-        return _event_engine().EventLiquidSimulator(net, weights, params)
-    return LiquidSimulator(net, weights, params, devices=devices)
-
-
-def plastic_simulator(net: Network, weights: np.ndarray, rule: str, phase: str, params: SimParams = SimParams(),
-                      engine: str = "xla", reference_batch_quirk: bool = False,
-                      devices: Optional[Sequence[str]] = None):
-    """A learning simulator of `engine` (`PlasticSimulator` or the event-driven one); same `run`."""
-    if resolve_engine(engine) == "events":
-        return _event_engine().EventPlasticSimulator(net, weights, rule, phase, params,
-                                                     reference_batch_quirk=reference_batch_quirk)
-    return PlasticSimulator(net, weights, rule, phase, params, reference_batch_quirk=reference_batch_quirk,
-                            devices=devices)
-
-
-@functools.lru_cache(maxsize=8)
-def _simulator_for(net: Network, weight_scale, rule: str, phase: str, params: SimParams, engine: str):
-    """Compiled simulators are kept for repeated `simulate` calls on the same liquid and settings."""
-    weights = synapse_weights(net, weight_scale)
-    if rule == "static":
-        return liquid_simulator(net, weights, params, engine)
-    return plastic_simulator(net, weights, rule, phase, params, engine)
-
-
-def simulate(net: Network, inputs, rule: str = "static", phase: str = "sample",
-             weight_scale: Optional[float] = None, params: Optional[dict] = None, seed: int = 0,
-             steps: Optional[int] = None, engine: str = "auto") -> SimResult:
-    """Simulate a batch of samples on `net` and return every spike (docs/model.md#simulating-from-python).
-
-    inputs: float [B, n_input] per-ms spike probabilities (image mode, `steps` = duration in ms)
-    or 0/1 [B, T, n_input] input spikes (event mode).  rule: "static" (fixed weights), "stdp",
-    "nalsm" (needs params["astro_w"]) or "apstdp" (needs params["rate_threshold"] and
-    params["rate_range"]).  phase: "sample" (independent rows) or "init" (the rows are consecutive
-    snapshots of one stream).  weight_scale: replace every synapse magnitude by this value, keeping
-    its sign.  seed: keys the Bernoulli input draws (row b uses the key of sample b of split
-    "simulate").  engine: "xla" (compiled dense tensors, for GPUs), "events" (event-driven, for CPUs)
-    or "auto" (events on CPUs, xla where TensorFlow sees a GPU); the results agree to rounding.
-    """
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-    simulator = _simulator_for(net, weight_scale, rule, phase, SimParams.from_overrides(params),
-                               resolve_engine(engine))
-    inputs = np.asarray(inputs)
-    keys = sample_keys(seed, "simulate", np.arange(inputs.shape[0]))
-    syn = net.synapses()
-    result = dict(post=syn.post, pre=syn.pre, n_neurons=net.n_neurons, phase=phase)
-    if rule == "static":
-        counts, raster = simulator.run(inputs, keys, steps=steps, record_rows=np.arange(inputs.shape[0]))
-        return SimResult(spikes=raster, counts=counts,
-                         synapse_weights=synapse_weights(net, weight_scale)[None, :], **result)
-    run = simulator.run(inputs, keys, steps=steps)
-    return SimResult(spikes=run.spikes, counts=run.counts, synapse_weights=run.weights,
-                     astro=run.astro if rule == "nalsm" else None,
-                     calcium=run.calcium if rule == "apstdp" else None, **result)

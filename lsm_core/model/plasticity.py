@@ -9,9 +9,9 @@ coefficients depend only on the presynaptic type.  Learning rate `lr`, astrocyte
 weight and bias broadcast against the synapses (one value per batch row).
 
 Each rule also has a scalar twin (`*_one`): the same formula, term for term and in the same order of
-operations, for one synapse.  The event-driven engine (`event_engine.py`) compiles the twins with numba
+operations, for one synapse.  The event-driven engine (`engines/event_driven.py`) compiles the twins with numba
 and applies them only to the synapses whose pre- or postsynaptic neuron spiked; the shared tests
-(`tests/test_plasticity.py`) run every rule through both engines.
+(`tests/model/test_plasticity.py`) run every rule through both engines.
 """
 from __future__ import annotations
 

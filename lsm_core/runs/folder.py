@@ -7,7 +7,7 @@ same identity (params.json) skips whatever is already there.
 
 Every file written through `RunFolder` is recorded with its size and SHA-256 in `manifest.json`, and
 every file read back through it is checked against that record and then against its expected format
-(`run_checks.py`) before use: a file that was cut short, overwritten, changed by a single byte or
+(`checks.py`) before use: a file that was cut short, overwritten, changed by a single byte or
 deleted raises `DamagedFile` instead of giving a traceback or silently different numbers.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from lsm_core import places
 from lsm_core.config import MODELS, PAPER, RunConfig
 from lsm_core.errors import DamagedFile, UserError
-from lsm_core.runlock import LOCK_NAME
+from lsm_core.runs.lock import LOCK_NAME
 from lsm_core.storage import (
     WriteFailed,
     as_json,
@@ -240,7 +240,7 @@ class RunFolder:
                                           "again, or choose another VERSION.")
                 changes = describe_differences(previous, identity)
                 if set(changes) == {"network_sha256"}:
-                    from lsm_core.network import network_path
+                    from lsm_core.model.network import network_path
                     path = network_path(*self._networks)
                     raise UserError(
                         f"the liquid {path} is not the one this run was made with: its SHA-256 differs from "
@@ -557,7 +557,7 @@ def run_config(params: dict, output_root=None) -> RunConfig:
 def load_run_network(config: RunConfig, params: dict, networks_dir=None):
     """The run's liquid (`Network_<NET_NUM>.npz` from `networks_dir`, default the folder the run used),
     checked against the SHA-256 recorded in params.json; a missing or changed file is a UserError."""
-    from lsm_core.network import Network, network_path
+    from lsm_core.model.network import Network, network_path
 
     path = network_path(config.net_num, networks_dir if networks_dir is not None else config.networks_dir)
     if not path.exists():

@@ -17,21 +17,14 @@ from typing import Optional
 
 import numpy as np
 
-from lsm_core import plots, run_checks
+from lsm_core.analysis import plots
 from lsm_core.config import PAPER, RunConfig
 from lsm_core.errors import DamagedFile, UserError, interruption
-from lsm_core.network import (
-    EXC,
-    INH,
-    INPUT,
-    Network,
-    ensure_network,
-    format_dims,
-    network_path,
-)
+from lsm_core.model.network import EXC, INH, INPUT, Network, ensure_network, format_dims, network_path
+from lsm_core.model.randomness import sample_keys
 from lsm_core.progress import progress_bar
-from lsm_core.randomness import sample_keys
-from lsm_core.runfolder import (
+from lsm_core.runs import checks as run_checks
+from lsm_core.runs.folder import (
     HISTORY_COLUMNS,
     RunFolder,
     RunLog,
@@ -41,7 +34,7 @@ from lsm_core.runfolder import (
     run_folder_path,
     run_identity,
 )
-from lsm_core.runlock import RunLock
+from lsm_core.runs.lock import RunLock
 from lsm_core.storage import file_sha256, read_json_file
 
 SPLIT_ORDER = ("valid", "test", "train")      # the paper's order: validation, test, training
@@ -50,7 +43,7 @@ SPLIT_ORDER = ("valid", "test", "train")      # the paper's order: validation, t
 def run(config: RunConfig, log: Callable[[str], None] | None = None, lock: RunLock | None = None) -> dict:
     """Run (or resume) one benchmark; returns the summary dict (also in summary.json).
 
-    The run holds its folder's lock (runlock.py) from start to end, so a second process on the same
+    The run holds its folder's lock (lock.py) from start to end, so a second process on the same
     VERSION stops at once (LockHeld, exit status 2) instead of writing beside it.  A caller that has
     already taken the lock (a sweep worker claiming the run) passes it as `lock` and keeps it.
     """
@@ -140,7 +133,7 @@ def settle_engine(config: RunConfig) -> RunConfig:
     recorded = params.get("identity") if isinstance(params, dict) else None
     if isinstance(recorded, dict) and not config.overwrite:
         return replace(config, engine=recorded.get("engine", "xla"))
-    from lsm_core.simulator import resolve_engine
+    from lsm_core.engines.simulator import resolve_engine
 
     gpu = False
     if config.gpu != "cpu":
@@ -157,7 +150,7 @@ def _open_run(config: RunConfig, log, data, lock: RunLock):
 
     Returns (network, folder, log, device names).
     """
-    from lsm_core.devices import check_devices, tensorflow_versions
+    from lsm_core.engines.devices import check_devices, tensorflow_versions
 
     early_messages = []                             # said before run.log exists
     net, generated = ensure_network(config.net_num, config.dataset_spec.n_input, dims=config.dims,
@@ -197,7 +190,7 @@ def _load_splits(config: RunConfig, say: Callable[[str], None]):
     ImageSplit or EventSplit: `inputs(rows, duration_ms, start_ms)` gives one batch's simulator input,
     `labels` the labels.  A missing dataset is fetched where that can work (messages to `say`);
     otherwise, and for missing or damaged data, UserError stops the run here, before simulating."""
-    from lsm_core.datasets import load_run_data
+    from lsm_core.data.run_data import load_run_data
 
     data = load_run_data(config.dataset, config.data_dir, simulated=config.dataset_simulated, log=say)
     pools = data.splits
@@ -216,7 +209,7 @@ def _load_splits(config: RunConfig, say: Callable[[str], None]):
 
 
 def _run_info(config: RunConfig, generated: bool) -> dict:
-    from lsm_core.devices import tensorflow_versions
+    from lsm_core.engines.devices import tensorflow_versions
 
     return {"config": asdict(config), "network_generated_now": generated, "versions": tensorflow_versions(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -226,7 +219,7 @@ def start_weights(config: RunConfig, net: Network) -> np.ndarray:
     """The liquid's weights before any learning, float32 [n_syn]: sign x the model's magnitude
     (w_max for NALSM and LSM+STDP, INTIAL_ABS_W_SCLR for LSM and LSM+AP-STDP;
     docs/model.md#the-four-models)."""
-    from lsm_core.simulator import synapse_weights
+    from lsm_core.engines.interface import synapse_weights
 
     prompt = config.model_spec.weight_scale_prompt
     scale = float(config.scalars[prompt]) if prompt else PAPER.plasticity.w_max
@@ -235,7 +228,7 @@ def start_weights(config: RunConfig, net: Network) -> np.ndarray:
 
 def _sim_params(config: RunConfig):
     """The model's prompted scalars as simulator parameters."""
-    from lsm_core.simulator import SimParams
+    from lsm_core.engines.interface import SimParams
 
     scalars = config.scalars
     return SimParams(astro_w=scalars.get("ASTRO_W_SCALING"),
@@ -269,7 +262,8 @@ def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log, pos
     except DamagedFile as exc:
         _recovering(log, exc, "deriving it again from the init phase's checkpoint")
         folder.remove("W_INI.npz")
-    from lsm_core.simulator import StreamCarry, plastic_simulator
+    from lsm_core.engines.interface import StreamCarry
+    from lsm_core.engines.simulator import plastic_simulator
 
     order = np.random.default_rng([config.seed, 4]).permutation(len(pool))[: config.init_samples]
     starts = _init_window_starts(config)
@@ -455,7 +449,7 @@ def batch_simulator(config, net, weights, devices, log):
     the spike-count phase: fixed weights for LSM and LSM+AP-STDP, learning within every sample (from
     W_INI at every batch) for NALSM and LSM+STDP.  Either way the rows are split over `devices`
     (None: no placement)."""
-    from lsm_core.simulator import liquid_simulator, plastic_simulator
+    from lsm_core.engines.simulator import liquid_simulator, plastic_simulator
 
     rule, steps = config.model_spec.sample_rule, config.duration_ms
     if config.engine == "events":
@@ -572,7 +566,7 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log, 
     previous checkpoint stays beside it as readout_state_previous.npz, and history.csv is written from
     the state.  A damaged checkpoint falls back to the previous one, else the readout is trained again
     from zero; a damaged history.csv is written again from the state."""
-    from lsm_core.readout import best_epoch, normalise_counts, train_readout
+    from lsm_core.analysis.readout import best_epoch, normalise_counts, train_readout
 
     features = {s: (normalise_counts(counts[s]["counts"], config.batch_size), counts[s]["labels"])
                 for s in SPLIT_ORDER}
@@ -622,7 +616,7 @@ def _resume_readout(folder: RunFolder, n_features: int, log) -> tuple:
 
     The newest checkpoint is tried first, then the previous one.  Checkpoints written before the history
     was kept inside them take their history from history.csv (it must cover every epoch of the state)."""
-    from lsm_core.readout import ReadoutState
+    from lsm_core.analysis.readout import ReadoutState
 
     def check(arrays):
         state = ReadoutState.from_arrays(arrays)

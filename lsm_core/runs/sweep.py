@@ -41,11 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsm_core import places
+from lsm_core.cli.prompts import Answers, check_batch_size, check_batches_per_block, parse_gpu, parse_scalar
 from lsm_core.config import BENCHMARKS, DATASETS, MODELS, RunConfig
 from lsm_core.errors import UserError
-from lsm_core.prompts import Answers, check_batch_size, check_batches_per_block, parse_gpu, parse_scalar
-from lsm_core.runfolder import (MANIFEST_NAME, Manifest, config_identity, describe_differences,
-                                 run_folder_path)
+from lsm_core.runs.folder import MANIFEST_NAME, Manifest, config_identity, describe_differences, run_folder_path
 from lsm_core.storage import atomic_write_json, read_json_file
 
 if sys.version_info >= (3, 11):
@@ -99,7 +98,7 @@ class SweepRun:
 
     @property
     def script(self) -> str:
-        from lsm_core.cli import script_name
+        from lsm_core.cli.scripts import script_name
         return script_name(self.model, self.dataset)
 
     def command(self, paths: SweepPaths = SweepPaths()) -> str:
@@ -110,7 +109,7 @@ class SweepRun:
 
     def config(self, paths: SweepPaths = SweepPaths(), gpu: str | None = None) -> RunConfig:
         """The RunConfig the script would build from these answers and options."""
-        from lsm_core.cli import build_parser, run_config_from
+        from lsm_core.cli.scripts import build_parser, run_config_from
         args = build_parser(self.model, self.dataset).parse_args([*self.options, *paths.options()])
         answers = Answers(gpu if gpu is not None else self.answers[0], self.version, self.net_num,
                           int(self.answers[3]), int(self.answers[4]), dict(self.scalars))
@@ -262,14 +261,14 @@ def _option_argv(key: str, value, lines: _Lines) -> list:
 @functools.lru_cache(maxsize=None)
 def _script_options(model: str, dataset: str) -> frozenset:
     """The long option names (without dashes) of a script's parser."""
-    from lsm_core.cli import build_parser
+    from lsm_core.cli.scripts import build_parser
     return frozenset(option[2:] for action in build_parser(model, dataset)._actions
                      for option in action.option_strings if option.startswith("--"))
 
 
 def _check_options(argv: list, model: str, dataset: str, option_keys: list, lines: _Lines) -> argparse.Namespace:
     """Parse `argv` with the script's own parser; a mistake names the option's line."""
-    from lsm_core.cli import build_parser
+    from lsm_core.cli.scripts import build_parser
 
     parser = build_parser(model, dataset)
 
@@ -362,7 +361,7 @@ def _check_liquids(grid: _Grid, paths: SweepPaths, lines: _Lines) -> None:
     already exist under the networks folder (a missing one is generated for the dataset)."""
     import numpy as np
 
-    from lsm_core.network import network_path
+    from lsm_core.model.network import network_path
 
     sizes = {DATASETS[d].n_input: d for d in grid.datasets}
     if len(sizes) > 1:
@@ -397,7 +396,7 @@ def _check_answers(answers: dict, lines: _Lines) -> tuple:
 
 
 def _check_seed(options: dict, lines: _Lines):
-    from lsm_core.cli import SEED_MAX
+    from lsm_core.cli.scripts import SEED_MAX
 
     policy = options.get("seed", "version")
     if not (policy in SEED_POLICIES or (isinstance(policy, int) and not isinstance(policy, bool)
@@ -480,7 +479,7 @@ def load_sweep(path, paths: SweepPaths = SweepPaths()) -> Sweep:
 
 
 def _script(model: str, dataset: str) -> str:
-    from lsm_core.cli import script_name
+    from lsm_core.cli.scripts import script_name
     return script_name(model, dataset)
 
 

@@ -1,7 +1,7 @@
 """Running a sweep's runs: the worker loop, the executors that start workers, and the `sweep` command.
 
 Everything runs through one worker loop (`work`): it claims the next unfinished run through the run's
-lock (runlock.py), runs it with the ordinary pipeline (so the run folder, resume and outputs are those
+lock (lock.py), runs it with the ordinary pipeline (so the run folder, resume and outputs are those
 of the plain script), gives the lock back, and goes on until no run is left.  Workers need no
 coordinator, so the executors only differ in how they start workers:
 
@@ -26,16 +26,16 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lsm_core.cli.prompts import parse_gpu
 from lsm_core.errors import Terminated, UserError, interruption
-from lsm_core.runfolder import MANIFEST_NAME, Manifest, run_folder_path
-from lsm_core.runlock import STALE_AFTER_S, RunLock, folder_owner
+from lsm_core.runs.folder import MANIFEST_NAME, Manifest, run_folder_path
+from lsm_core.runs.lock import STALE_AFTER_S, RunLock, folder_owner
+from lsm_core.runs.sweep import Sweep, SweepPaths, SweepRun, format_runs, load_sweep, write_manifest
 from lsm_core.storage import read_json_file
-from lsm_core.prompts import parse_gpu
-from lsm_core.sweep import Sweep, SweepPaths, SweepRun, format_runs, load_sweep, write_manifest
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                     "TF_NUM_INTEROP_THREADS", "NUMBA_NUM_THREADS")
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent   # where lsm_core is imported from: the workers' PYTHONPATH
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]   # the folder lsm_core is imported from: the workers' PYTHONPATH
 ALLOCATED = "allocated"          # --gpu value: the GPUs a scheduler gave this process (CUDA_VISIBLE_DEVICES)
 
 
@@ -91,7 +91,7 @@ class RunBook:
 
 def _prepare_process(settings: WorkerSettings, sweep_gpu: str) -> str:
     """Choose devices and threads before TensorFlow starts; returns the GPU answer the runs record."""
-    from lsm_core.devices import apply_gpu_choice
+    from lsm_core.engines.devices import apply_gpu_choice
 
     if settings.threads:
         for variable in THREAD_VARIABLES:
@@ -123,7 +123,7 @@ def work(settings: WorkerSettings, say=print) -> int:
     """Claim and run the sweep's unfinished runs until none is left.  Returns 0 when every run this worker
     tried finished, 1 when some failed (their messages are in the output), 130 (Ctrl-C) or 143 (SIGTERM)
     when interrupted."""
-    from lsm_core.cli import format_user_error, signals_stop_cleanly
+    from lsm_core.cli.scripts import format_user_error, signals_stop_cleanly
 
     sweep = load_sweep(settings.sweep_file, settings.paths)
     write_manifest(sweep, settings.paths, say)
@@ -132,7 +132,7 @@ def work(settings: WorkerSettings, say=print) -> int:
         say(f"sweep {sweep.name}: all {len(sweep.runs)} runs are complete")
         return 0
     gpu = _prepare_process(settings, sweep.runs[0].answers[0])
-    from lsm_core import pipeline
+    from lsm_core.runs import pipeline
 
     me = settings.name or f"worker {os.getpid()}"
     tried, failed = set(), {}
@@ -196,7 +196,7 @@ def slurm_task(settings: WorkerSettings) -> int:
 
 def run_state(run: SweepRun, paths: SweepPaths, stale_after: float = STALE_AFTER_S) -> str:
     """"running (host, PID): spike counts 40%", "complete", "not started", or how far an idle run got."""
-    from lsm_core.report import collect_run
+    from lsm_core.analysis.report import collect_run
 
     status = collect_run(run.version, paths.output_root, stale_after).status
     return "not started" if status == "missing" else status
@@ -396,8 +396,8 @@ def run_slurm(sweep: Sweep, settings: WorkerSettings, cluster: str | None, tasks
 # ----------------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    from lsm_core.cli import int_option
-    from lsm_core.runlock import STALE_AFTER_S
+    from lsm_core.cli.scripts import int_option
+    from lsm_core.runs.lock import STALE_AFTER_S
 
     parser = argparse.ArgumentParser(
         prog="python -m lsm_core sweep",
@@ -453,7 +453,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def sweep_command(argv) -> int:
     """`python -m lsm_core sweep FILE.toml [...]`."""
-    from lsm_core.cli import _path
+    from lsm_core.cli.scripts import _path
 
     args = _parser().parse_args(list(argv))
     if args.worker and (args.jobs or args.gpus or args.backend != "local"):

@@ -8,11 +8,11 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from damage import damage
 from lsm_core.__main__ import main
-from lsm_core.branching import branching_factor
+from lsm_core.analysis.branching import branching_factor
 from lsm_core.config import RunConfig
-from lsm_core.network import Network, network_path
+from lsm_core.model.network import Network, network_path
+from tests.damage import damage
 
 
 def raster_of(n_steps, n_neurons, spikes):
@@ -250,7 +250,7 @@ def test_command_errors_exit_2_with_a_message(tmp_path, capsys):
 @pytest.mark.parametrize("recorded", [True, False], ids=["in-manifest", "no-manifest"])
 @pytest.mark.parametrize("how", ["delete", "half", "zeros", "flip"])
 def test_damaged_rasters_are_a_message_naming_the_file(tmp_path, capsys, how, recorded):
-    from lsm_core.runfolder import RERUN_TO_REPAIR, RunFolder, open_run, run_config
+    from lsm_core.runs.folder import RERUN_TO_REPAIR, RunFolder, open_run, run_config
     from lsm_core.storage import load_npz
 
     _, folder, _ = make_run(tmp_path)

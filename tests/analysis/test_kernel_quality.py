@@ -6,9 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from damage import damage
-from lsm_core.errors import UserError
-from lsm_core.kernel_quality import (
+from lsm_core.analysis.kernel_quality import (
     _gram_dtype,
     draw_samples,
     draw_time_shifts,
@@ -18,6 +16,8 @@ from lsm_core.kernel_quality import (
     noisy_images,
     shift_events,
 )
+from lsm_core.errors import UserError
+from tests.damage import damage
 
 # ---- noise -----------------------------------------------------------------------------------------
 
@@ -92,7 +92,7 @@ def test_gram_rank_of_known_matrices():
 
 
 def test_a_rank_below_its_bound_is_checked_with_an_svd(monkeypatch):
-    import lsm_core.kernel_quality as kq_module
+    import lsm_core.analysis.kernel_quality as kq_module
 
     a = 10_000
     counts = np.array([[a, a - 1], [a - 1, a - 2]], np.int64)    # determinant -1: rank 2, condition ~ 4e8
@@ -149,7 +149,7 @@ class FakeRecordings:
     """Stands in for events.EventSplit: two recordings of a few events each."""
 
     def __init__(self):
-        from lsm_core.events import make_events
+        from lsm_core.data.events import make_events
         self.recordings = [make_events([1, 2, 3], [0, 5, 9], [0, 1, 1], [1000, 5400, 299_000]),
                            make_events([7], [7], [1], [310_000])]
         self.labels = np.array([3, 8])
@@ -162,8 +162,8 @@ class FakeRecordings:
 
 
 def test_shifted_recordings_move_every_event_and_reflect_at_the_ends():
-    from lsm_core.events import bin_events
-    from lsm_core.kernel_quality import _ShiftedRecordings
+    from lsm_core.analysis.kernel_quality import _ShiftedRecordings
+    from lsm_core.data.events import bin_events
 
     fake = FakeRecordings()
     unshifted = _ShiftedRecordings(fake, np.array([0, 0])).inputs([0, 1], 320)
@@ -180,8 +180,8 @@ def test_shifted_recordings_move_every_event_and_reflect_at_the_ends():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from lsm_core import pipeline
     from lsm_core.config import RunConfig
+    from lsm_core.runs import pipeline
 
     tmp = tmp_path_factory.mktemp("kq")
     config = RunConfig(model="LSM", dataset="mnist", gpu="cpu", version=1, net_num=1, batch_size=10,
@@ -203,11 +203,12 @@ class Interrupt(Exception):
 
 
 def test_kernel_quality_end_to_end(tiny_run, capsys):
-    from lsm_core.datasets import image_probabilities, load_image_dataset
-    from lsm_core.kernel_quality import _seed_rng
-    from lsm_core.network import Network, network_path
-    from lsm_core.randomness import sample_keys
-    from lsm_core.simulator import LiquidSimulator
+    from lsm_core.analysis.kernel_quality import _seed_rng
+    from lsm_core.data.encoding import image_probabilities
+    from lsm_core.data.images import load_image_dataset
+    from lsm_core.engines.xla import LiquidSimulator
+    from lsm_core.model.network import Network, network_path
+    from lsm_core.model.randomness import sample_keys
 
     config, folder = tiny_run
     assert kq(config) == 0
@@ -236,8 +237,8 @@ def test_kernel_quality_end_to_end(tiny_run, capsys):
 
 
 def test_noisy_counts_resume_block_by_block(tiny_run, monkeypatch):
-    from lsm_core.runfolder import RunFolder
-    from spies import count_simulated_batches
+    from lsm_core.runs.folder import RunFolder
+    from tests.spies import count_simulated_batches
 
     config, folder = tiny_run
     assert kq(config, "--sp-only") == 0
@@ -314,7 +315,7 @@ def result_in(folder):
                                        ("counts_test.npz", "delete"), ("W_INI.npz", "flip"),
                                        ("W_INI.npz", "zeros")])
 def test_damaged_test_counts_or_weights_stop_with_a_message_naming_them(kq_done, tmp_path, capsys, name, how):
-    from lsm_core.runfolder import RERUN_TO_REPAIR
+    from lsm_core.runs.folder import RERUN_TO_REPAIR
 
     folder = copy_of(kq_done, tmp_path)
     before = (folder / "kernel_quality.json").read_bytes()
@@ -342,8 +343,8 @@ def test_damaged_noisy_counts_are_simulated_again_with_the_same_result(kq_done, 
 
 
 def test_a_damaged_noisy_block_is_simulated_again_with_the_same_result(kq_done, tmp_path, monkeypatch):
-    from lsm_core.runfolder import RunFolder
-    from spies import count_simulated_batches
+    from lsm_core.runs.folder import RunFolder
+    from tests.spies import count_simulated_batches
 
     folder = copy_of(kq_done, tmp_path)
     reference = np.load(folder / "counts_noisy_test.npz")["counts"]
@@ -398,8 +399,8 @@ def test_noisy_counts_stamped_with_the_old_encoding_wording_are_used_as_they_are
     wording are still refused."""
     from dataclasses import replace
 
-    from lsm_core.runfolder import RunFolder
-    from spies import count_simulated_batches
+    from lsm_core.runs.folder import RunFolder
+    from tests.spies import count_simulated_batches
 
     folder = copy_of(kq_done, tmp_path)
     stored = dict(np.load(folder / "counts_noisy_test.npz"))

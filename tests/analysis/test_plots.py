@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from lsm_core import plots
+from lsm_core.analysis import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -66,6 +66,6 @@ def test_plot_trace(tmp_path):
 
 
 def test_plots_module_does_not_import_tensorflow():
-    code = "import sys, lsm_core.plots; print('tensorflow' in sys.modules)"
+    code = "import sys, lsm_core.analysis.plots; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -7,9 +7,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from lsm_core.config import N_CLASSES, PAPER  # noqa: E402
-from lsm_core.errors import UserError  # noqa: E402
-from lsm_core.readout import (  # noqa: E402
+from lsm_core.analysis.readout import (  # noqa: E402
     ReadoutState,
     adadelta_update,
     batch_loss_and_grads,
@@ -18,7 +16,9 @@ from lsm_core.readout import (  # noqa: E402
     soft_targets,
     train_readout,
 )
-from lsm_core.runfolder import HISTORY_COLUMNS  # noqa: E402
+from lsm_core.config import N_CLASSES, PAPER  # noqa: E402
+from lsm_core.errors import UserError  # noqa: E402
+from lsm_core.runs.folder import HISTORY_COLUMNS  # noqa: E402
 
 RC = PAPER.readout
 

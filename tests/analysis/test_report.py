@@ -9,12 +9,9 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from damage import damage
 from lsm_core.__main__ import main
-from lsm_core.config import RunConfig
-from lsm_core.errors import UserError
-from lsm_core.paper_results import PUBLISHED, match
-from lsm_core.report import (
+from lsm_core.analysis.paper_results import PUBLISHED, match
+from lsm_core.analysis.report import (
     collect_run,
     format_csv,
     format_table,
@@ -26,7 +23,10 @@ from lsm_core.report import (
     plot_groups,
     plot_validation_curves,
 )
-from lsm_core.runfolder import open_run, run_config
+from lsm_core.config import RunConfig
+from lsm_core.errors import UserError
+from lsm_core.runs.folder import open_run, run_config
+from tests.damage import damage
 
 HISTORY = [  # epoch, train_acc, valid_acc, test_acc
     (1, 0.50, 0.40, 0.41), (2, 0.60, 0.70, 0.66), (3, 0.65, 0.70, 0.69), (4, 0.80, 0.65, 0.70)]
@@ -422,7 +422,9 @@ def test_group_plot_of_accuracy_against_the_swept_scalar(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A tiny finished LSM run made by the pipeline (with its manifest.json); figures are not rendered."""
-    from lsm_core import pipeline, plots, storage
+    from lsm_core import storage
+    from lsm_core.analysis import plots
+    from lsm_core.runs import pipeline
 
     tmp = tmp_path_factory.mktemp("finished")
     config = RunConfig(model="LSM", dataset="mnist", gpu="cpu", version=1, net_num=1, batch_size=10,

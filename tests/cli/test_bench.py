@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_bench_json_record():
@@ -25,7 +25,7 @@ def test_bench_json_record():
 
 
 def test_bench_plastic_rule_in_the_init_phase():
-    from lsm_core.bench import run_bench
+    from lsm_core.cli.bench import run_bench
 
     record = run_bench("nalsm", "init", (3, 3, 3), batch=3, steps=10, repeats=1)
     assert record["phase"] == "init" and record["weight_scale"] == 3.0 and record["sample_ms_per_s"] > 0
@@ -41,7 +41,7 @@ def test_unknown_command_and_impossible_bench_are_clear_errors():
 
 
 def test_bench_all_measures_every_case_on_every_engine_and_the_readout():
-    from lsm_core.bench import TABLE_HEADER, _row, bench_all
+    from lsm_core.cli.bench import TABLE_HEADER, _row, bench_all
 
     lines = []
     records = bench_all(("xla", "events"), repeats=1, seed=1, log=lines.append,
@@ -56,7 +56,7 @@ def test_bench_all_measures_every_case_on_every_engine_and_the_readout():
 
 
 def test_bench_inputs_from_a_damaged_mnist_file_are_an_error_not_random_numbers(tmp_path, monkeypatch):
-    from lsm_core.bench import _inputs
+    from lsm_core.cli.bench import _inputs
     from lsm_core.errors import UserError
 
     monkeypatch.setenv("LSM_CORE_DATA_DIR", str(tmp_path))

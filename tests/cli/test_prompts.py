@@ -4,12 +4,20 @@ import io
 
 import pytest
 
-
+from lsm_core.cli.prompts import (
+    Answers,
+    ask_all,
+    check_batch_size,
+    check_batches_per_block,
+    divisors,
+    parse_gpu,
+    parse_int,
+    parse_scalar,
+    prompt_names,
+    prompt_texts,
+)
 from lsm_core.config import MODELS
 from lsm_core.errors import UserError
-from lsm_core.prompts import (Answers, ask_all, check_batch_size, check_batches_per_block,
-                              divisors, parse_gpu, parse_int, parse_scalar, prompt_names,
-                              prompt_texts)
 
 PAPER_SPLITS = {"train": 50000, "valid": 10000, "test": 10000}
 SMALL_SPLITS = {"train": 1000, "valid": 500, "test": 500}

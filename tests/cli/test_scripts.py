@@ -3,25 +3,25 @@ happy path with a fake pipeline (the real end-to-end run is tested elsewhere).""
 import io
 import json
 import subprocess
-import textwrap
 import sys
+import textwrap
 import types
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
-import lsm_core
-from lsm_core.cli import build_parser, format_user_error, run_script, script_name
+import lsm_core.runs
+from lsm_core.cli.scripts import build_parser, format_user_error, run_script, script_name
 from lsm_core.config import PAPER, RunConfig
 from lsm_core.errors import Terminated, UserError
 
 
 def run_cli(model, answers, *options, extra=""):
     """Run run_script(model, 'mnist') in a fresh interpreter with `answers` piped to stdin."""
-    code = ("import sys\nfrom lsm_core.cli import run_script\n"
+    code = ("import sys\nfrom lsm_core.cli.scripts import run_script\n"
             f"rc = run_script({model!r}, 'mnist')\n{extra}\nsys.exit(rc)\n")
     return subprocess.run([sys.executable, "-c", code, *options], cwd=REPO, input=answers,
                           capture_output=True, text=True, timeout=120, check=False)
@@ -103,7 +103,7 @@ def run_python(code):
 
 
 def test_gpu_choice_is_applied_before_tensorflow():
-    code = ("import os\nfrom lsm_core.devices import apply_gpu_choice\n"
+    code = ("import os\nfrom lsm_core.engines.devices import apply_gpu_choice\n"
             "apply_gpu_choice('cpu')\nimport tensorflow\n"
             "print('CVD=' + os.environ['CUDA_VISIBLE_DEVICES'])\n"
             "try:\n    apply_gpu_choice('0')\nexcept RuntimeError:\n    print('REFUSED')\n"
@@ -113,7 +113,7 @@ def test_gpu_choice_is_applied_before_tensorflow():
 
 
 def test_check_devices_warns_loudly_or_refuses_when_a_gpu_is_missing():
-    code = ("from lsm_core.devices import apply_gpu_choice, check_devices, tensorflow_versions\n"
+    code = ("from lsm_core.engines.devices import apply_gpu_choice, check_devices, tensorflow_versions\n"
             "from lsm_core.errors import UserError\n"
             "apply_gpu_choice('cpu')\n"            # hides every GPU, so GPU 0 is surely missing
             "print('USED', check_devices('0', False, print))\n"
@@ -132,12 +132,12 @@ def test_check_devices_warns_loudly_or_refuses_when_a_gpu_is_missing():
 
 @pytest.fixture
 def fake_pipeline(monkeypatch):
-    """Replace lsm_core.pipeline by a module whose run(config) records the config."""
+    """Replace lsm_core.runs.pipeline by a module whose run(config) records the config."""
     calls = []
-    module = types.ModuleType("lsm_core.pipeline")
+    module = types.ModuleType("lsm_core.runs.pipeline")
     module.run = lambda config, log=None: calls.append(config) or {}
-    monkeypatch.setitem(sys.modules, "lsm_core.pipeline", module)
-    monkeypatch.setattr(lsm_core, "pipeline", module, raising=False)
+    monkeypatch.setitem(sys.modules, "lsm_core.runs.pipeline", module)
+    monkeypatch.setattr(lsm_core.runs, "pipeline", module, raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")     # "cpu" then changes nothing, TF or not
     module.calls = calls
     return module
@@ -276,7 +276,7 @@ def test_nmnist_help_explains_where_the_recordings_come_from():
 def test_first_signal_interrupts_cleanly_and_a_second_one_stops_at_once():
     code = textwrap.dedent("""
         import os, signal, sys
-        from lsm_core.cli import signals_stop_cleanly
+        from lsm_core.cli.scripts import signals_stop_cleanly
         from lsm_core.errors import Terminated
         with signals_stop_cleanly():
             try:

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsm_core import events as ev
-from lsm_core.errors import UserError
-from lsm_core.events import (
+from lsm_core.data import events as ev
+from lsm_core.data.events import (
     EventSplit,
     bin_events,
     decode_events,
@@ -20,6 +19,7 @@ from lsm_core.events import (
     read_bin,
     write_bin,
 )
+from lsm_core.errors import UserError
 
 
 def recording(rng, n=50, t_max=300_000):

@@ -4,8 +4,8 @@ import gzip
 import numpy as np
 import pytest
 
+from lsm_core.data.idx import decode_idx, encode_idx, load_idx_bytes, read_idx, write_idx
 from lsm_core.errors import UserError
-from lsm_core.idx import decode_idx, encode_idx, load_idx_bytes, read_idx, write_idx
 
 
 def test_header_and_items_are_big_endian_as_in_lecuns_files():

@@ -1,4 +1,4 @@
-"""Tests of lsm_core.nmnist_sim: the event-camera model, its statistics, the written layout, resume, CLI."""
+"""Tests of lsm_core.data.nmnist_sim: the event-camera model, its statistics, the written layout, resume, CLI."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lsm_core import nmnist_sim as ns
-from lsm_core.datasets import load_image_dataset
-from lsm_core.errors import UserError
-from lsm_core.events import (
+from lsm_core.data import nmnist_sim as ns
+from lsm_core.data.events import (
     SENSOR,
     bin_events,
     check_recordings,
@@ -20,6 +18,8 @@ from lsm_core.events import (
     read_bin,
     write_bin,
 )
+from lsm_core.data.images import load_image_dataset
+from lsm_core.errors import UserError
 
 QUIET = {"jitter_ms": 0.0, "noise_rate_hz": 0.0, "threshold_mismatch": 0.0, "refractory_ms": 0.0}
 

@@ -8,12 +8,18 @@ import numpy as np
 import pytest
 
 from lsm_core import Network, simulate
-from lsm_core import plasticity as rules
-from lsm_core.event_engine import (EventLiquidSimulator, EventPlasticSimulator, build_neurons, build_synapses,
-                                   pixel_uniform)
-from lsm_core.randomness import sample_keys, step_pixel_uniform_np
-from lsm_core.simulator import (PlasticSimulator, SimParams, StreamCarry, liquid_simulator, resolve_engine,
-                                synapse_weights)
+from lsm_core.engines.event_driven import (
+    EventLiquidSimulator,
+    EventPlasticSimulator,
+    build_neurons,
+    build_synapses,
+    pixel_uniform,
+)
+from lsm_core.engines.interface import SimParams, StreamCarry, synapse_weights
+from lsm_core.engines.simulator import liquid_simulator, resolve_engine
+from lsm_core.engines.xla import PlasticSimulator
+from lsm_core.model import plasticity as rules
+from lsm_core.model.randomness import sample_keys, step_pixel_uniform_np
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +74,7 @@ def test_scalar_rule_twins_equal_the_tensor_rules():
     """The compiled one-synapse twins give the tensor rules' float32 numbers bit for bit."""
     import tensorflow as tf
 
-    from lsm_core import event_engine
+    from lsm_core.engines import event_driven
 
     rng = np.random.default_rng(0)
     f, t = np.float32, tf.constant
@@ -76,11 +82,11 @@ def test_scalar_rule_twins_equal_the_tensor_rules():
         causal, anti, lr, astro = (f(x) for x in rng.random(4) * [0.3, 0.3, 0.2, 0.2])
         sign = f(rng.choice([-1.0, 1.0]))
         calcium, theta, rho = f(rng.random() * 4), f(1.5), f(1.0)
-        assert event_engine._stdp(causal, anti, lr, sign) == rules.stdp_change(
+        assert event_driven._stdp(causal, anti, lr, sign) == rules.stdp_change(
             t(causal), t(anti), t(lr), t(sign)).numpy()
-        assert event_engine._nalsm(causal, anti, lr, astro, sign > 0) == rules.nalsm_change(
+        assert event_driven._nalsm(causal, anti, lr, astro, sign > 0) == rules.nalsm_change(
             t(causal), t(anti), t(lr), t(astro), t(sign)).numpy()
-        assert event_engine._apstdp(causal, anti, lr, sign, calcium, theta, rho, f(0)) == rules.apstdp_change(
+        assert event_driven._apstdp(causal, anti, lr, sign, calcium, theta, rho, f(0)) == rules.apstdp_change(
             t(causal), t(anti), t(lr), t(sign), t(calcium), float(theta), float(rho)).numpy()
 
 
@@ -161,7 +167,7 @@ def test_missing_numba_is_a_clear_error_naming_the_fix(net, monkeypatch):
     real_import = builtins.__import__
 
     def no_event_engine(name, globals=None, locals=None, fromlist=(), level=0):
-        if name == "lsm_core" and fromlist and "event_engine" in fromlist:
+        if name == "lsm_core.engines" and fromlist and "event_driven" in fromlist:
             raise ImportError("No module named 'numba'")
         return real_import(name, globals, locals, fromlist, level)
 

@@ -1,15 +1,13 @@
-"""The compiled liquid against closed forms, hand-computed cases and a plain NumPy step loop."""
+"""`simulate` on both engines against closed forms, hand-computed cases and a plain NumPy step loop."""
 import math
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from lsm_core import Network, simulate
-from lsm_core.randomness import sample_keys, step_pixel_uniform_np
-from lsm_core.simulator import (LiquidState, NeuronParams, PlasticSimulator, SimParams, SynapseTable,
-                                initial_state, integrate, liquid_simulator, spike_and_reset, synapse_weights,
-                                synaptic_kernel)
+from lsm_core.engines.interface import synapse_weights
+from lsm_core.engines.simulator import liquid_simulator
+from lsm_core.model.randomness import sample_keys, step_pixel_uniform_np
 
 TAU_V, THRESH = 64.0, 20.0
 
@@ -75,59 +73,6 @@ def reference_run(net, weights, inputs, steps, keys=None, input_current=100.0):
         s = np.minimum(s + 1, 100.0)                                              # 6
         R = (R - 1) * (1 - S) + net.t_refrac * S                                  # 7
     return raster
-
-
-# ----------------------------------------------------------------------------------------------
-# Pure step functions
-# ----------------------------------------------------------------------------------------------
-
-def params(n):
-    ones = tf.ones([n])
-    return NeuronParams(TAU_V * ones, THRESH * ones, 0 * ones, 2 * ones, ones, 100.0)
-
-
-def test_leak_without_input_is_geometric():
-    state = LiquidState(tf.constant([[10.0]]), tf.zeros([1, 1]), tf.zeros([1, 1]), tf.constant([[20.0]]))
-    p = params(1)
-    for _ in range(50):
-        spikes, membrane, since = spike_and_reset(state, p)
-        state = integrate(spikes, membrane, since, state.refractory, tf.zeros([1, 1]), p)
-    assert state.membrane.numpy()[0, 0] == pytest.approx(10.0 * (63 / 64) ** 50, rel=1e-5)
-
-
-def test_charging_curve_under_constant_current_matches_closed_form():
-    state, p, current = initial_state(1, 1), params(1), tf.constant([[0.25]])
-    trace = []
-    for _ in range(100):
-        spikes, membrane, since = spike_and_reset(state, p)
-        state = integrate(spikes, membrane, since, state.refractory, current, p)
-        trace.append(state.membrane.numpy()[0, 0])
-    k = np.arange(1, 101)
-    np.testing.assert_allclose(trace, 0.25 * 64 * (1 - (63 / 64) ** k), rtol=1e-5)
-
-
-def test_spike_resets_membrane_and_starts_refractory_counter():
-    state = LiquidState(tf.constant([[25.0, 19.0]]), tf.zeros([1, 2]), tf.zeros([1, 2]), tf.fill([1, 2], 20.0))
-    spikes, membrane, since = spike_and_reset(state, params(2))
-    np.testing.assert_array_equal(spikes.numpy(), [[1, 0]])
-    np.testing.assert_array_equal(membrane.numpy(), [[0, 19]])
-    np.testing.assert_array_equal(since.numpy(), [[0, 20]])
-    new = integrate(spikes, membrane, since, state.refractory, tf.zeros([1, 2]), params(2))
-    np.testing.assert_array_equal(new.refractory.numpy(), [[2, -1]])
-    np.testing.assert_array_equal(new.since_spike.numpy(), [[1, 21]])
-
-
-def test_refractory_neuron_cannot_spike_but_keeps_integrating():
-    state = LiquidState(tf.constant([[50.0]]), tf.zeros([1, 1]), tf.constant([[1.0]]), tf.constant([[3.0]]))
-    spikes, membrane, _ = spike_and_reset(state, params(1))
-    assert spikes.numpy()[0, 0] == 0 and membrane.numpy()[0, 0] == 50.0
-
-
-def test_synaptic_kernel_values():
-    s = tf.constant([[0.0, 1.0, 20.0]])
-    np.testing.assert_allclose(synaptic_kernel(s, tf.ones([3])).numpy(), [[1.0, math.exp(-1), math.exp(-20)]], rtol=1e-6)
-    np.testing.assert_allclose(synaptic_kernel(s, 2.0 * tf.ones([3])).numpy(),
-                               [[0.5, 0.5 * math.exp(-0.5), 0.5 * math.exp(-10)]], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,106 +200,3 @@ def test_bad_arguments_are_refused():
         simulate(net, np.zeros((1, 3, 4)))
     with pytest.raises(ValueError, match="unknown simulation parameter"):
         simulate(net, np.zeros((1, 3, 1)), params={"tau": 3})
-
-
-def test_batch_split_over_two_devices_gives_the_single_device_result():
-    """Data parallelism, checked on two logical CPU devices in a fresh interpreter."""
-    import subprocess
-    import sys
-    code = """
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from lsm_core import Network
-from lsm_core.randomness import sample_keys
-from lsm_core.simulator import LiquidSimulator, synapse_weights
-net = Network.generate(dims=(3, 3, 3), n_input=20, seed=1)
-p = np.random.default_rng(0).random((5, 20)).astype(np.float32) * 0.5
-keys = sample_keys(1, "train", np.arange(5))
-one = LiquidSimulator(net, synapse_weights(net, 4.0)).run(p, keys, steps=40, record_rows=[0, 3, 4])
-two = LiquidSimulator(net, synapse_weights(net, 4.0), devices=["/CPU:0", "/CPU:1"]).run(
-    p, keys, steps=40, record_rows=[0, 3, 4])
-assert one[0].sum() > 0
-np.testing.assert_array_equal(one[0], two[0]); np.testing.assert_array_equal(one[1], two[1])
-print("same")
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().endswith("same")
-
-
-def test_plastic_sample_batch_split_over_two_devices_gives_the_single_device_result():
-    """The learning sample phase split over two logical CPU devices (rows 0-1 and 2-4), in a fresh
-    interpreter: every output equals the one-device run, and with the reference batch quirk (an
-    LSM+STDP option: under NALSM the astrocyte still depresses every row) only global row 0 learns,
-    the second slice has no learning row at all."""
-    import subprocess
-    import sys
-    code = """
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from lsm_core import Network
-from lsm_core.randomness import sample_keys
-from lsm_core.simulator import PlasticSimulator, SimParams, synapse_weights
-net = Network.generate(dims=(3, 3, 3), n_input=20, seed=1)
-w = synapse_weights(net, 3.0)
-p = np.random.default_rng(0).random((5, 20)).astype(np.float32) * 0.5
-keys = sample_keys(1, "train", np.arange(5))
-for rule, quirk in (("nalsm", False), ("stdp", True)):
-    def run(devices):
-        sim = PlasticSimulator(net, w, rule, "sample", SimParams(astro_w=0.015), reference_batch_quirk=quirk,
-                               devices=devices)
-        return sim.run(p, keys, steps=40)
-    one, two = run(None), run(["/CPU:0", "/CPU:1"])
-    assert one.counts.sum() > 0
-    for name, a, b in zip(one._fields, one, two):
-        assert a.shape == b.shape and np.array_equal(a, b), (quirk, name)
-    learned = np.any(two.weights != w, axis=1)
-    assert learned.tolist() == ([True] + [not quirk] * 4), (quirk, learned)
-print("same")
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().endswith("same")
-
-
-# ----------------------------------------------------------------------------------------------
-# The synapse table of the learning loop (sliced ELL: row groups by in-degree)
-# ----------------------------------------------------------------------------------------------
-
-def test_synapse_table_holds_every_synapse_once_and_round_trips():
-    net = Network.generate(dims=(4, 4, 4), n_input=30, seed=5)
-    syn = net.synapses()
-    table = SynapseTable.build(net, w_max=3.0, n_groups=3)
-    assert len(table.groups) == 3
-    assert sorted(np.concatenate([g.rows for g in table.groups]).tolist()) == list(range(net.n_res))
-    assert np.array_equal(table.order[table.inverse], np.arange(net.n_res))
-    used = np.concatenate([g.synapse[g.synapse >= 0] for g in table.groups])
-    assert sorted(used.tolist()) == list(range(len(syn.post)))              # each synapse in one slot
-    for g in table.groups:
-        filled = g.synapse >= 0
-        assert g.pre.shape[1] == filled.sum(axis=1).max()                   # padded to the group's own degree
-        assert np.array_equal(g.pre[filled], syn.pre[g.synapse[filled]])
-        assert np.array_equal(syn.post[g.synapse[filled]], np.broadcast_to(g.rows[:, None], g.pre.shape)[filled])
-        empty = ~filled                                                      # empty slots: bounds [0, 0]
-        assert not g.sign[empty].any() and not g.lower[empty].any() and not g.upper[empty].any()
-    degree = np.bincount(syn.post, minlength=net.n_res)
-    widths = [g.pre.shape[1] for g in table.groups]
-    assert widths == sorted(widths) and widths[-1] == degree.max()          # sorted by in-degree
-    weights = np.random.default_rng(0).normal(size=(2, len(syn.post))).astype(np.float32)
-    assert np.array_equal(table.to_list(table.to_table(weights)), weights)
-
-
-def test_number_of_row_groups_does_not_change_the_dynamics():
-    net = Network.generate(dims=(4, 4, 4), n_input=30, seed=6)
-    probabilities = np.random.default_rng(1).random((3, 30)).astype(np.float32) * 0.3
-    keys = sample_keys(0, "simulate", np.arange(3))
-    runs = []
-    for n_groups in (1, 4):
-        sim = PlasticSimulator(net, synapse_weights(net, 3.0), "nalsm", "sample", SimParams(astro_w=0.015),
-                               n_groups=n_groups)
-        assert len(sim.table.groups) == n_groups
-        runs.append(sim.run(probabilities, keys, steps=60))
-    assert np.array_equal(runs[0].spikes, runs[1].spikes)
-    np.testing.assert_allclose(runs[0].weights, runs[1].weights, rtol=0, atol=1e-6)

@@ -8,11 +8,18 @@ import zipfile
 import numpy as np
 import pytest
 
-from damage import DAMAGES, damage
 from lsm_core.errors import UserError
-from lsm_core.network import (Network, Synapses, ensure_network, log_path_for, network_command,
-                              network_path, parse_dims)
+from lsm_core.model.network import (
+    Network,
+    Synapses,
+    ensure_network,
+    log_path_for,
+    network_command,
+    network_path,
+    parse_dims,
+)
 from lsm_core.storage import atomic_save_npz, load_npz
+from tests.damage import DAMAGES, damage
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,14 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from lsm_core.randomness import (hash32_np, hash32_tf, pixel_codes_np, sample_keys, step_pixel_uniform_np,
-                                 step_pixel_uniform_tf)
+from lsm_core.model.randomness import (
+    hash32_np,
+    hash32_tf,
+    pixel_codes_np,
+    sample_keys,
+    step_pixel_uniform_np,
+    step_pixel_uniform_tf,
+)
 
 
 def test_hash_twins_agree_and_hash_is_a_bijection_on_a_range():

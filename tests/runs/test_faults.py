@@ -26,15 +26,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from damage import DAMAGES, damage
-from lsm_core import plots, runfolder, storage
-from lsm_core.cli import run_script
-from lsm_core.runfolder import RunFolder
-from lsm_core.runlock import LOCK_NAME
+from lsm_core import storage
+from lsm_core.analysis import plots
+from lsm_core.cli.scripts import run_script
+from lsm_core.runs import folder as runfolder
+from lsm_core.runs.folder import RunFolder
+from lsm_core.runs.lock import LOCK_NAME
+from tests.damage import DAMAGES, damage
 
 pytestmark = pytest.mark.faults
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VERSION = 7
 MODELS = {"LSM": "3.0", "NALSM": "0.015"}        # the model's scalar answer
 OPTIONS = ["--train-samples", "40", "--valid-samples", "20", "--test-samples", "20", "--init-samples", "20",
@@ -284,8 +286,14 @@ KILLER = textwrap.dedent("""
     # before any TensorFlow or numba thread exists (importing them starts none; running does).  Each child runs the script on its own run folder and
     # SIGKILLs itself at its write (before or after it); the parent reports how each child ended.
     import io, json, os, signal, sys
-    from lsm_core import event_engine, pipeline, plots, readout, runfolder, simulator, storage
-    from lsm_core.cli import run_script
+    from lsm_core import storage
+    from lsm_core.engines import event_driven
+    from lsm_core.runs import pipeline
+    from lsm_core.analysis import plots
+    from lsm_core.analysis import readout
+    from lsm_core.runs import folder as runfolder
+    from lsm_core.engines import simulator
+    from lsm_core.cli.scripts import run_script
     plots.atomic_savefig = lambda fig, path, **kwargs: storage.atomic_write_bytes(path, b"figure")
     cases, answers, options = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3:]
     original = runfolder.atomic_write_bytes

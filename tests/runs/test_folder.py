@@ -2,16 +2,16 @@
 reads."""
 import hashlib
 import math
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lsm_core import run_checks
 from lsm_core.config import RunConfig
 from lsm_core.errors import DamagedFile, UserError
-from lsm_core.runfolder import (
+from lsm_core.runs import checks as run_checks
+from lsm_core.runs.folder import (
     HISTORY_COLUMNS,
     MANIFEST_NAME,
     RERUN_TO_REPAIR,
@@ -132,7 +132,7 @@ def test_a_write_records_size_and_sha256(tmp_path):
 def test_a_write_killed_between_the_manifest_and_the_file_leaves_every_file_matching(tmp_path, monkeypatch):
     """The manifest names the coming version before the file is replaced, still accepting the file as it is
     (or its absence): a process killed in between leaves no file that reads as damaged."""
-    from lsm_core import runfolder
+    from lsm_core.runs import folder as runfolder
 
     folder = RunFolder(config(tmp_path))
     folder.write_bytes("a.bin", b"old")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lsm_core.errors import UserError
-from lsm_core.runlock import LOCK_NAME, LockHeld, LockLost, LockOwner, RunLock, folder_owner, read_owner
+from lsm_core.runs.lock import LOCK_NAME, LockHeld, LockLost, LockOwner, RunLock, folder_owner, read_owner
 
 
 def _fake_lock(folder, host, pid, age_s=0.0, boot_id=None, token="feedface"):

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spies import count_simulated_batches
-from lsm_core import pipeline
 from lsm_core.config import RunConfig
+from lsm_core.engines.xla import LiquidSimulator
 from lsm_core.errors import UserError
-from lsm_core.runfolder import RunFolder
-from lsm_core.simulator import LiquidSimulator
+from lsm_core.runs import pipeline
+from lsm_core.runs.folder import RunFolder
+from tests.spies import count_simulated_batches
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(tmp_path, **changes) -> RunConfig:
@@ -100,7 +100,7 @@ def test_interrupted_run_resumes_without_recomputing_and_gives_the_same_result(t
     monkeypatch.setattr(RunFolder, "save_block", original_save)
 
     # the readout dies after its first checkpoint
-    from lsm_core import readout
+    from lsm_core.analysis import readout
     original_train = readout.train_readout
 
     def train_then_die(*args, on_epochs=None, **kwargs):
@@ -329,7 +329,8 @@ def test_interrupted_init_phase_resumes_to_the_same_w_ini(tmp_path, monkeypatch)
 
 def test_reference_batch_quirk_makes_only_the_first_row_learn(tmp_path):
     from lsm_core import Network
-    from lsm_core.simulator import PlasticSimulator, synapse_weights
+    from lsm_core.engines.interface import synapse_weights
+    from lsm_core.engines.xla import PlasticSimulator
 
     net = Network.generate(dims=(3, 3, 3), n_input=20, seed=4)
     inputs = (np.random.default_rng(1).random((3, 40, 20)) < 0.3).astype(np.uint8)
@@ -346,7 +347,7 @@ def test_reference_batch_quirk_makes_only_the_first_row_learn(tmp_path):
 def write_tiny_simulated_nmnist(data_dir: Path, n_train=60, n_test=20):
     """<data_dir>/nmnist_simulated in the paper layout with SIMULATED.json: recordings of 1500 events
     whose rows depend on the label, so that a readout has something to learn."""
-    from lsm_core.events import make_events, write_bin
+    from lsm_core.data.events import make_events, write_bin
 
     rng = np.random.default_rng(0)
     root = data_dir / "nmnist_simulated"
@@ -377,7 +378,7 @@ def event_config(tmp_path, nmnist_dir, **changes) -> RunConfig:
 
 
 def test_event_run_feeds_the_recordings_and_is_marked_simulated(tmp_path, nmnist_dir):
-    from lsm_core.events import load_event_splits
+    from lsm_core.data.events import load_event_splits
 
     config = event_config(tmp_path, nmnist_dir)
     messages = []
@@ -400,7 +401,7 @@ def test_event_run_feeds_the_recordings_and_is_marked_simulated(tmp_path, nmnist
     np.testing.assert_array_equal(np.load(folder / "counts_valid.npz")["labels"], np.arange(51, 61) % 10)
     assert counts.sum() > 0
     # a run on the real N-MNIST has another identity (never resumed from this one); image runs have no such key
-    from lsm_core.runfolder import run_identity
+    from lsm_core.runs.folder import run_identity
     real = run_identity(replace(config, dataset_simulated=False), net.dims, "sha")
     assert real["dataset_simulated"] is False and run_identity(config, net.dims, "sha")["dataset_simulated"] is True
     assert "dataset_simulated" not in run_identity(tiny_config(tmp_path), net.dims, "sha")
@@ -421,7 +422,7 @@ def test_event_run_sizes_are_checked_against_the_recordings(tmp_path, nmnist_dir
 
 
 def test_missing_real_nmnist_is_fetched_or_stops_before_simulating(tmp_path, monkeypatch):
-    from lsm_core import datasets
+    from lsm_core.data import fetch
 
     tried = []
 
@@ -429,7 +430,7 @@ def test_missing_real_nmnist_is_fetched_or_stops_before_simulating(tmp_path, mon
         tried.append(save_to)
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(datasets, "_tonic_download", offline)
+    monkeypatch.setattr(fetch, "_tonic_download", offline)
     calls = count_simulated_batches(monkeypatch)
     config = tiny_config(tmp_path, dataset="nmnist", data_dir=str(tmp_path / "data"))
     with pytest.raises(UserError, match="datasets fetch nmnist"):
@@ -442,8 +443,8 @@ def test_missing_real_nmnist_is_fetched_or_stops_before_simulating(tmp_path, mon
 def test_init_phase_snapshots_are_20_ms_windows_at_seeded_starts(tmp_path, nmnist_dir, monkeypatch):
     """The init phase gets, per snapshot, the window [start, start + 20) ms of a shuffled training
     recording, start uniform in [1, 278] from the run seed (docs/model.md#the-init-phase)."""
-    from lsm_core import simulator as sim
-    from lsm_core.events import load_event_splits
+    from lsm_core.data.events import load_event_splits
+    from lsm_core.engines import simulator as sim
 
     seen = []
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from damage import damage
 from lsm_core.__main__ import main
-from lsm_core.cli import build_parser, run_config_from
+from lsm_core.cli.prompts import Answers, prompt_names
+from lsm_core.cli.scripts import build_parser, run_config_from
 from lsm_core.errors import UserError
-from lsm_core.prompts import Answers, prompt_names
-from lsm_core.runfolder import config_identity
-from lsm_core.sweep import SweepPaths, load_sweep, manifest, write_manifest
+from lsm_core.runs.folder import config_identity
+from lsm_core.runs.sweep import SweepPaths, load_sweep, manifest, write_manifest
+from tests.damage import damage
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 DEMO = """\
 # demo.toml
@@ -231,7 +231,7 @@ def test_shipped_paper_sweeps_expand_to_the_run_counts_they_state(tmp_path):
 
 
 def test_existing_liquids_must_fit_the_datasets_input_size(tmp_path):
-    from lsm_core.network import Network
+    from lsm_core.model.network import Network
     paths = paths_for(tmp_path)
     Network.generate(dims=(2, 2, 2), n_input=4, seed=12).save(Path(paths.networks_dir) / "Network_12.npz")
     path = write(tmp_path, DEMO)
@@ -290,7 +290,7 @@ def test_another_sweeps_damaged_manifest_is_named_not_ignored(tmp_path, capsys, 
 
 def _recorded_run_folder(paths, run):
     """A run folder of `run` whose params.json was written through RunFolder (recorded in manifest.json)."""
-    from lsm_core.runfolder import RunFolder
+    from lsm_core.runs.folder import RunFolder
 
     config = run.config(paths)
     identity = {**config_identity(config), "dims": [4, 4, 4], "network_sha256": "x"}

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsm_core.runlock import LOCK_NAME
-from lsm_core.sweep import SweepPaths, load_sweep
+from lsm_core.runs.lock import LOCK_NAME
+from lsm_core.runs.sweep import SweepPaths, load_sweep
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 SMALL = """\
 name = "small"
@@ -137,7 +137,7 @@ def test_a_killed_worker_leaves_its_run_to_the_next_worker(tmp_path, small):
     assert "taking over from" in second.stdout and "already done" in second.stdout
     assert not (root / "ver_40" / LOCK_NAME).exists()
 
-    from lsm_core import pipeline
+    from lsm_core.runs import pipeline
     clean = SweepPaths(output_root=str(tmp_path / "clean"), networks_dir=str(nets))
     pipeline.run(load_sweep(path, clean).runs[0].config(clean), log=lambda message: None)
     for name in ("counts_valid.npz", "counts_test.npz", "counts_train.npz", "readout.npz"):
@@ -228,7 +228,7 @@ def test_a_complete_run_with_a_recorded_file_deleted_or_cut_is_run_again(small, 
     `damaged:` never stays behind a sweep that says everything is complete."""
     import shutil
 
-    from lsm_core.workers import run_is_complete
+    from lsm_core.runs.workers import run_is_complete
 
     path, nets = small
     root = tmp_path / "root"
