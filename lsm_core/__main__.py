@@ -10,6 +10,8 @@ COMMANDS = {
     "bench": ("lsm_core.cli.bench", "bench_command", "measure simulation speed (sample-ms/s)"),
     "sweep": ("lsm_core.runs.workers", "sweep_command", "run a grid of runs (sweep file): local CPUs/GPUs, workers, Slurm"),
     "report": ("lsm_core.analysis.report", "report_command", "results of runs, or mean ± sd by group beside the paper's; plots"),
+    "readout": ("lsm_core.analysis.readouts", "readout_command",
+                "fit another readout (ridge) on a finished run's stored spike counts"),
     "branching": ("lsm_core.analysis.branching", "branching_command", "branching factor of a run's stored rasters"),
     "kernel-quality": ("lsm_core.analysis.kernel_quality", "kernel_quality_command",
                        "kernel quality of a run: ranks SP (test counts) and AP (noisy inputs)"),

@@ -1,6 +1,8 @@
 """Analysis: reading a liquid out and judging it.
 
-- `readout`: the linear readout trained on spike counts.
+- `readout`: the paper's linear readout, trained on spike counts with Adadelta.
+- `ridge`: the closed-form ridge readout.
+- `readouts`: readouts added to a finished run, side by side (the `readout` command).
 - `report`: results of run folders, alone or as group statistics beside the paper's.
 - `branching`: the branching factor of stored spike rasters.
 - `kernel_quality`: kernel quality (ranks of the liquid's states).

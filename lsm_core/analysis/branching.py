@@ -184,8 +184,14 @@ def plot_branching(result: BranchingResult, path, title: str = "") -> Path:
 
 def branching_command(argv) -> int:
     """`python -m lsm_core branching VERSION`: branching factor from the run's stored rasters."""
-    from lsm_core.analysis.report import parse_version
-    from lsm_core.runs.folder import RERUN_TO_REPAIR, RunFolder, load_run_network, open_run, run_config
+    from lsm_core.runs.folder import (
+        RERUN_TO_REPAIR,
+        RunFolder,
+        load_run_network,
+        open_run,
+        parse_version,
+        run_config,
+    )
     from lsm_core.storage import atomic_write_json
 
     parser = argparse.ArgumentParser(

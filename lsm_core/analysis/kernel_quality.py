@@ -394,9 +394,8 @@ def _ranks_timed(counts, labels, per_class: int, draws: int, seed_rng) -> tuple:
 
 def kernel_quality_command(argv) -> int:
     """`python -m lsm_core kernel-quality VERSION`: SP and AP of a run; writes kernel_quality.json."""
-    from lsm_core.analysis.report import parse_version
     from lsm_core.cli.prompts import parse_gpu
-    from lsm_core.runs.folder import RERUN_TO_REPAIR, RunFolder, open_run, run_config
+    from lsm_core.runs.folder import RERUN_TO_REPAIR, RunFolder, open_run, parse_version, run_config
     from lsm_core.runs.lock import RunLock
 
     args = _parser().parse_args(list(argv))

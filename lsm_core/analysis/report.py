@@ -38,7 +38,14 @@ from lsm_core.analysis import paper_results
 from lsm_core.config import MODELS, RunConfig
 from lsm_core.errors import UserError
 from lsm_core.runs.checks import history_rows
-from lsm_core.runs.folder import MANIFEST_NAME, Manifest, parse_history_csv, run_config, run_folder_path
+from lsm_core.runs.folder import (
+    MANIFEST_NAME,
+    Manifest,
+    parse_history_csv,
+    parse_version,
+    run_config,
+    run_folder_path,
+)
 from lsm_core.runs.lock import STALE_AFTER_S, folder_owner
 from lsm_core.storage import load_npz
 
@@ -175,6 +182,7 @@ class RunRecord:
     times_s: dict = dataclasses.field(default_factory=dict)   # PHASES + "total"
     rate_hz: float | None = None      # mean firing rate over the test split (summary.json), Hz
     branching: float | None = None    # branching factor (branching.json), None: not computed
+    readouts: dict = dataclasses.field(default_factory=dict)   # added readouts: "ridge:counts" -> test acc at best
     history: list = dataclasses.field(default_factory=list, repr=False)   # (epoch, train, valid, test)
 
     @property
@@ -277,6 +285,7 @@ def _collect_run(version: int, output_root=None) -> RunRecord:
             record.n_res = summary["n_res"]
         rates = summary.get("mean_rate_hz")
         record.rate_hz = _finite(rates.get("test")) if isinstance(rates, dict) else None
+        record.readouts = _added_readouts(summary.get("readouts"))
     record.branching = _finite(branching.get("mean")) if isinstance(branching, dict) else None
     if history:
         valid = [row[2] for row in history]
@@ -367,6 +376,19 @@ def _seconds(value):
     return None if value is None else round(float(value), 3)
 
 
+def _added_readouts(entries) -> dict:
+    """summary.json's `readouts` other than the paper's own, as {"ridge:counts": test accuracy at best}
+    ("ridge:bins:5/soft" for targets other than the default one-hot)."""
+    found = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or entry.get("readout") in (None, "paper"):
+            continue
+        targets = entry.get("targets", "onehot")
+        label = f"{entry['readout']}:{entry.get('features')}" + ("" if targets == "onehot" else f"/{targets}")
+        found[label] = _finite(entry.get("test_acc_at_best"))
+    return found
+
+
 def _run_columns(records: Sequence[RunRecord]) -> list:
     """The per-run table: text headers as before, CSV names with units (fractions, seconds)."""
     scalar_columns = [_Column(name, name, lambda r, n=name: _fmt(r.scalars.get(n)), lambda r, n=name: r.scalars.get(n))
@@ -374,6 +396,10 @@ def _run_columns(records: Sequence[RunRecord]) -> list:
     time_columns = [_Column(f"{p}_time", f"{p}_s", lambda r, p=p: _fmt_time(r.times_s.get(p)),
                             lambda r, p=p: _seconds(r.times_s.get(p))) for p in PHASES + ("total",)]
     time_columns[-1] = dataclasses.replace(time_columns[-1], title="total_time")
+    labels = sorted({label for r in records for label in r.readouts})
+    readout_columns = [_Column(f"{label}%", "test_acc_" + "".join(c if c.isalnum() else "_" for c in label),
+                               lambda r, k=label: _fmt_pct(r.readouts.get(k)), lambda r, k=label: r.readouts.get(k))
+                       for label in labels]
     return [
         _Column("VERSION", "version", lambda r: str(r.version), lambda r: r.version),
         _Column("status", "status", lambda r: r.status, lambda r: r.status, left=True),
@@ -386,6 +412,7 @@ def _run_columns(records: Sequence[RunRecord]) -> list:
         _Column("test%@best", "test_acc_at_best", lambda r: _fmt_pct(r.test_acc_at_best), lambda r: r.test_acc_at_best),
         _Column("best_epoch", "best_epoch", lambda r: _fmt(r.best_epoch), lambda r: r.best_epoch),
         _Column("best_valid%", "best_valid_acc", lambda r: _fmt_pct(r.best_valid_acc), lambda r: r.best_valid_acc),
+        *readout_columns,
         _Column("final_train%", "final_train_acc", lambda r: _fmt_pct(r.final_train_acc),
                 lambda r: r.final_train_acc),
         _Column("epochs", "epochs", lambda r: f"{r.epochs}/{r.readout_epochs}" if r.readout_epochs is not None else "-",
@@ -848,17 +875,6 @@ def plot_groups(groups: Sequence[Group], keys: Sequence[str], path) -> Path:
 # ----------------------------------------------------------------------------------------------
 # Command
 # ----------------------------------------------------------------------------------------------
-
-def parse_version(text: str) -> int:
-    """One VERSION argument -> int (a non-negative whole number); bad text is a UserError."""
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise UserError(f"bad VERSION {text!r}: give the run number, a non-negative whole number such as 12.")
-    return value
-
 
 def parse_versions(texts: Sequence[str]) -> list:
     """VERSION arguments -> ints in the order given, without repeats; "3-7" is the range 3, 4, ..., 7."""

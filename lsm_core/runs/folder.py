@@ -512,6 +512,17 @@ def run_folder_path(version: int, output_root=None) -> Path:
     return root / f"ver_{int(version)}"
 
 
+def parse_version(text: str) -> int:
+    """One VERSION argument -> int (a non-negative whole number); bad text is a UserError."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise UserError(f"bad VERSION {text!r}: give the run number, a non-negative whole number such as 12.")
+    return value
+
+
 def open_run(version: int, output_root=None) -> tuple:
     """(folder, params dict) of an existing run; a missing folder or params.json is a UserError."""
     folder = run_folder_path(version, output_root)

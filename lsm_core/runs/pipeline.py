@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 
 from lsm_core.analysis import plots
+from lsm_core.analysis.readouts import merge_entry
 from lsm_core.config import PAPER, RunConfig
 from lsm_core.errors import DamagedFile, UserError, interruption
 from lsm_core.model.network import EXC, INH, INPUT, Network, ensure_network, format_dims, network_path
@@ -99,12 +100,28 @@ def _run(config: RunConfig, log, lock: RunLock, position: Position) -> dict:
                    mean_rate_hz={s: float(counts[s]["counts"].mean() * 1000.0 / config.duration_ms)
                                  for s in SPLIT_ORDER},
                    complete=True)
+    summary["readouts"] = merge_entry(_added_readouts(folder), {
+        "readout": "paper", "features": "counts", "targets": "soft",
+        "test_acc_at_best": summary["test_acc_at_best"], "best_valid_acc": summary["best_valid_acc"],
+        "train_acc_at_best": summary["train_acc_at_best"], "best_epoch": summary["best_epoch"],
+        "seconds": round(float(timings.get("readout", 0.0)), 3), "file": "readout.npz"})
     folder.write_json("summary.json", summary)
     log(f"done in {time.perf_counter() - started:.1f} s (this invocation).")
     log(f"TEST ACCURACY at the best validation epoch ({summary['best_epoch']}): "
         f"{100 * summary['test_acc_at_best']:.2f} % (validation {100 * summary['best_valid_acc']:.2f} %) "
         f"on {config.dataset_title}")
     return summary
+
+
+def _added_readouts(folder: RunFolder) -> list:
+    """The readouts added to a finished run afterwards (`python -m lsm_core readout`), kept when the run
+    writes its summary again; none when summary.json is missing or damaged."""
+    try:
+        previous = folder.read_json("summary.json")
+    except DamagedFile:
+        return []
+    entries = previous.get("readouts") if isinstance(previous, dict) else None
+    return [e for e in entries or [] if isinstance(e, dict) and e.get("readout") != "paper"]
 
 
 def _recovering(log, exc: DamagedFile, action: str) -> None:
