@@ -243,6 +243,7 @@ class RunConfig:
     reference_batch_quirk: bool = False
     dataset_simulated: bool = False         # N-MNIST: the simulated recordings (--simulated-nmnist)
     engine: str = "auto"                    # simulation engine: "auto", "xla" or "events" (see ENGINES)
+    count_bins: int = 1                     # spike counts stored per sample in this many time bins (1: totals)
 
     @property
     def model_spec(self) -> ModelSpec:

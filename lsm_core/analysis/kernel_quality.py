@@ -414,13 +414,15 @@ def kernel_quality_command(argv) -> int:
 def _kernel_quality(version: int, config, params: dict, args, folder) -> None:
     """SP (and AP unless --sp-only) of the run in `folder`, into kernel_quality.json."""
     from lsm_core.runs.folder import RunLog
+    from lsm_core.runs.pipeline import total_counts
 
     test_file = folder.counts_file("test")
     test = folder.read_npz(test_file.name, run_checks.counts(0, config.test_samples, _n_res(params),
-                                                             config.duration_ms))
+                                                             config.duration_ms, config.count_bins))
     if test is None:
         raise UserError(f"{test_file} does not exist: the run has not finished its test spike counts. Re-run its "
                         f"script with the same answers to complete them, then try again.")
+    test = dict(test, counts=total_counts(test["counts"]))      # time bins (--count-bins) add up to totals
     seed = config.seed if args.seed is None else args.seed
     log = RunLog(folder.file("run.log"))
     ranks_sp, sp_s = _ranks_timed(test["counts"], test["labels"], args.per_class, args.draws,

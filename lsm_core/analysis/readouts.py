@@ -94,7 +94,8 @@ def add_readout(folder, config, readout: str, features: str, targets: str = "one
     data = {}
     for split in SPLITS:
         n = config.split_sizes[split]
-        arrays = folder.read_npz(f"counts_{split}.npz", _counts_check(run_checks, n, config.duration_ms))
+        arrays = folder.read_npz(f"counts_{split}.npz",
+                                 run_checks.counts(0, n, None, config.duration_ms, config.count_bins))
         if arrays is None:
             raise UserError(f"{folder.path / f'counts_{split}.npz'} does not exist; re-run the run's script with "
                             f"the same answers to complete it.")
@@ -113,19 +114,6 @@ def add_readout(folder, config, readout: str, features: str, targets: str = "one
     summary["readouts"] = merge_entry(summary.get("readouts"), entry)
     folder.write_json("summary.json", summary)
     return entry
-
-
-def _counts_check(run_checks, n: int, duration_ms: int):
-    """counts_<split>.npz: the checks of the run protocol, for totals [n, N_res] or bins [n, K, N_res]."""
-    totals = run_checks.counts(0, n, None, duration_ms)
-
-    def check(arrays: dict) -> None:
-        counts = arrays.get("counts")
-        if counts is not None and getattr(counts, "ndim", 0) == 3:
-            totals({**arrays, "counts": counts.sum(axis=1)})
-        else:
-            totals(arrays)
-    return check
 
 
 def readout_command(argv) -> int:

@@ -136,6 +136,10 @@ def build_parser(model: str, dataset: str) -> argparse.ArgumentParser:
         help="simulation engine: events (event-driven, the fast choice on CPUs), xla (compiled dense "
              "tensors, the fast choice on GPUs) or auto (default: events on CPUs, xla on a GPU; a resumed "
              "run keeps the engine it was started with)")
+    add("--count-bins", type=int_option(1), default=1, metavar="K",
+        help="store each sample's reservoir spike counts in K equal time bins (counts_<split>.npz holds "
+             "[n, K, N_res]) for time-resolved readouts (`python -m lsm_core readout VERSION --features bins`); "
+             "the paper's readout still reads the totals (default: 1, the totals only)")
     if DATASETS[dataset].mode == "event":
         add("--simulated-nmnist", action="store_true",
             help="run on the simulated N-MNIST (datasets/nmnist_simulated/, written by `python -m lsm_core "
@@ -179,7 +183,8 @@ def run_config_from(model: str, dataset: str, args: argparse.Namespace, answers,
         seed=seed, dims=tuple(args.dims), data_dir=_path(args.data_dir), output_root=_path(args.output_root),
         networks_dir=_path(args.networks_dir), overwrite=args.overwrite, require_gpu=args.require_gpu,
         reference_batch_quirk=getattr(args, "reference_batch_quirk", False),
-        dataset_simulated=getattr(args, "simulated_nmnist", False), engine=args.engine)
+        dataset_simulated=getattr(args, "simulated_nmnist", False), engine=args.engine,
+        count_bins=args.count_bins)
 
 
 @contextlib.contextmanager
@@ -214,8 +219,12 @@ def run_script(model_name: str, dataset_name: str, argv=None) -> int:
 
     A UserError anywhere prints "error: ..." on stderr and returns 2; Ctrl-C returns 130, SIGTERM 143.
     """
+    parser = build_parser(model_name, dataset_name)
     try:
-        args = build_parser(model_name, dataset_name).parse_args(argv)
+        args = parser.parse_args(argv)
+        if args.count_bins > args.duration_ms:
+            parser.error(f"argument --count-bins: {args.count_bins} bins do not fit in {args.duration_ms} ms; "
+                         f"choose at most {args.duration_ms} (one bin per millisecond)")
     except SystemExit as exit_:      # --help (0) or an option error (2, already printed)
         return exit_.code if isinstance(exit_.code, int) else 2
     from lsm_core.engines.devices import apply_gpu_choice, quiet_tensorflow

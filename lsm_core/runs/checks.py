@@ -46,22 +46,25 @@ def _finite(value: np.ndarray, name: str) -> None:
         raise ValueError(f"its array {name!r} holds NaN or infinite values")
 
 
-def counts(first: int, n: int, n_res: int, duration_ms: int) -> Check:
+def counts(first: int, n: int, n_res: int | None, duration_ms: int, bins: int = 1) -> Check:
     """Spike counts of samples first..first+n-1 of a split (a counts_<split>.npz or a block's counts):
-    `counts` int [n, n_res] in 0..duration_ms (a neuron spikes at most once a millisecond), `labels`
-    int [n] in 0..9 and `index` = first..first+n-1."""
+    `counts` int [n, n_res] (or [n, bins, n_res] in time bins) in 0..duration_ms (a neuron spikes at most
+    once a millisecond), `labels` int [n] in 0..9 and `index` = first..first+n-1.  n_res None: any."""
+    shape = (n, n_res) if bins == 1 else (n, bins, n_res)
+
     def check(arrays: dict) -> None:
-        _within(expect(arrays, "counts", "i", (n, n_res)), "counts", 0, duration_ms)
+        _within(expect(arrays, "counts", "i", shape), "counts", 0, duration_ms)
         _within(expect(arrays, "labels", "i", (n,)), "labels", 0, N_CLASSES - 1)
         if not np.array_equal(expect(arrays, "index", "i", (n,)), np.arange(first, first + n)):
             raise ValueError(f"its array 'index' is not the samples {first}..{first + n - 1}")
     return check
 
 
-def block(first: int, n: int, n_res: int, n_neurons: int, duration_ms: int, raster_index: np.ndarray) -> Check:
+def block(first: int, n: int, n_res: int, n_neurons: int, duration_ms: int, raster_index: np.ndarray,
+          bins: int = 1) -> Check:
     """A block of the spike-count phase: its counts (see `counts`) and the rasters of the rows in
     `raster_index` (`raster_spikes` bool [k, duration_ms, n_neurons], `raster_astro` float [k, duration_ms])."""
-    count_check = counts(first, n, n_res, duration_ms)
+    count_check = counts(first, n, n_res, duration_ms, bins)
 
     def check(arrays: dict) -> None:
         count_check(arrays)

@@ -74,6 +74,8 @@ def config_identity(config: RunConfig) -> dict:
         identity.pop("dataset_simulated")       # image runs keep the identity they had before it existed
     if identity["engine"] != "events":          # runs on the XLA engine keep the identity they had before the
         identity.pop("engine")                  # event-driven engine existed ("auto" is settled by the run)
+    if identity["count_bins"] == 1:             # runs that store totals keep the identity they had before
+        identity.pop("count_bins")              # time bins existed
     return as_json(identity)
 
 

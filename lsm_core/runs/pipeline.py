@@ -76,6 +76,9 @@ class Position:
 def _run(config: RunConfig, log, lock: RunLock, position: Position) -> dict:
     started = time.perf_counter()
     config = settle_engine(config)
+    if not 1 <= config.count_bins <= config.duration_ms:
+        raise UserError(f"count_bins = {config.count_bins}: a sample of {config.duration_ms} ms holds 1 to "
+                        f"{config.duration_ms} time bins; choose a count in that range.")
     model = config.model_spec
     splits, data = _load_splits(config, log or print)   # missing data stops the run before anything is written
     net, folder, log, device_names = _open_run(config, log, data, lock)
@@ -97,7 +100,7 @@ def _run(config: RunConfig, log, lock: RunLock, position: Position) -> dict:
                    dataset_simulated=config.dataset_simulated, version=config.version,
                    net_num=config.net_num, liquid=format_dims(net.dims), n_res=net.n_res,
                    scalars=config.scalars, devices=device_names, timings_s=timings,
-                   mean_rate_hz={s: float(counts[s]["counts"].mean() * 1000.0 / config.duration_ms)
+                   mean_rate_hz={s: float(total_counts(counts[s]["counts"]).mean() * 1000.0 / config.duration_ms)
                                  for s in SPLIT_ORDER},
                    complete=True)
     summary["readouts"] = merge_entry(_added_readouts(folder), {
@@ -111,6 +114,12 @@ def _run(config: RunConfig, log, lock: RunLock, position: Position) -> dict:
         f"{100 * summary['test_acc_at_best']:.2f} % (validation {100 * summary['best_valid_acc']:.2f} %) "
         f"on {config.dataset_title}")
     return summary
+
+
+def total_counts(counts: np.ndarray) -> np.ndarray:
+    """Each sample's spike counts over the whole sample [n, N_res], from totals [n, N_res] or time bins
+    [n, K, N_res] (what counts_<split>.npz holds with --count-bins K)."""
+    return counts.sum(axis=1, dtype=counts.dtype) if counts.ndim == 3 else counts
 
 
 def _added_readouts(folder: RunFolder) -> list:
@@ -364,7 +373,7 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
     if remaining:
         done = sum(config.split_sizes.values()) - remaining
         log(f"spike counts: {remaining} samples to simulate" + (f" ({done} already done)" if done else ""))
-        simulate_batch = batch_simulator(config, net, weights, devices, log)
+        simulate_batch = batch_simulator(config, net, weights, devices, log, config.count_bins)
         rows = raster_rows(batch)
         starts = [(split, block * block_size + b * batch) for split, blocks in todo.items() for block in blocks
                   for b in range(per_block)]                # every batch to simulate, in the order below
@@ -389,7 +398,7 @@ def _spike_count_phase(config, folder: RunFolder, net, weights, splits, timings,
                             rasters.append(raster)
                             raster_index.append(index[record])
                             astro.append(astro_rows)
-                        rate = counts.mean() * 1000.0 / config.duration_ms
+                        rate = counts.sum() / counts.shape[0] / net.n_res * 1000.0 / config.duration_ms
                         bar.set_postfix(split=split, rate_hz=f"{rate:.1f}", refresh=False)
                         bar.update(batch)
                     index = np.arange(block * block_size, (block + 1) * block_size)
@@ -407,7 +416,7 @@ def _stored_counts(config, folder: RunFolder, net, data, split: str, log) -> dic
     """counts_<split>.npz after its checks (its labels must be the data's), or None when it is not there
     yet; a damaged one is deleted, with a log line, so that the split is simulated again."""
     n = config.split_sizes[split]
-    check = run_checks.counts(0, n, net.n_res, config.duration_ms)
+    check = run_checks.counts(0, n, net.n_res, config.duration_ms, config.count_bins)
 
     def check_with_labels(arrays):
         check(arrays)
@@ -436,7 +445,7 @@ def _block_check(config, net, block: int) -> run_checks.Check:
     size = config.batch_size * config.batches_per_block
     first = block * size
     return run_checks.block(first, size, net.n_res, net.n_neurons, config.duration_ms,
-                            raster_index(config.batch_size, first, size))
+                            raster_index(config.batch_size, first, size), config.count_bins)
 
 
 def raster_index(batch_size: int, first: int, n: int) -> np.ndarray:
@@ -461,11 +470,33 @@ def _read_ahead(load: Callable, items) -> Iterator:
             yield pending.result()
 
 
-def batch_simulator(config, net, weights, devices, log):
+def binned_counts(spikes: np.ndarray, bins: int) -> np.ndarray:
+    """Spike counts per time bin, int32 [B, bins, N], from spikes bool [B, T, N]: step t falls in bin
+    floor(t * bins / T), so the bins are equal when bins divides T (25 ms each for 10 bins of 250 ms)."""
+    steps = spikes.shape[1]
+    starts = -(-np.arange(bins) * steps // bins)             # ceil(k * T / bins): first step of bin k
+    return np.add.reduceat(spikes, starts, axis=1, dtype=np.int32) if steps else \
+        np.zeros((spikes.shape[0], bins, spikes.shape[2]), np.int32)
+
+
+def batch_simulator(config, net, weights, devices, log, count_bins: int = 1):
     """A function (inputs, keys, raster rows) -> (counts, rasters, astrocyte traces) for one batch of
     the spike-count phase: fixed weights for LSM and LSM+AP-STDP, learning within every sample (from
     W_INI at every batch) for NALSM and LSM+STDP.  Either way the rows are split over `devices`
-    (None: no placement)."""
+    (None: no placement).  counts are int32 [B, N_res], or [B, count_bins, N_res] in time bins (then
+    every row's raster is recorded and binned)."""
+    run = _batch_simulator(config, net, weights, devices, log)
+    if count_bins == 1:
+        return run
+
+    def run_binned(inputs, keys, rows):
+        every = np.arange(len(keys))
+        _, raster, astro = run(inputs, keys, every)
+        return binned_counts(raster[:, :, :net.n_res], count_bins), raster[rows], astro[rows]
+    return run_binned
+
+
+def _batch_simulator(config, net, weights, devices, log):
     from lsm_core.engines.simulator import liquid_simulator, plastic_simulator
 
     rule, steps = config.model_spec.sample_rule, config.duration_ms
@@ -585,7 +616,7 @@ def _readout_phase(config, folder: RunFolder, counts: dict, timings: dict, log, 
     from zero; a damaged history.csv is written again from the state."""
     from lsm_core.analysis.readout import best_epoch, normalise_counts, train_readout
 
-    features = {s: (normalise_counts(counts[s]["counts"], config.batch_size), counts[s]["labels"])
+    features = {s: (normalise_counts(total_counts(counts[s]["counts"]), config.batch_size), counts[s]["labels"])
                 for s in SPLIT_ORDER}
     n_features = features["train"][0].shape[1]
     state, history = _resume_readout(folder, n_features, log)

@@ -121,3 +121,18 @@ def test_the_command_line(run):
     missing = subprocess.run([sys.executable, "-m", "lsm_core", "readout", "7", "--output-root", str(root / "runs")],
                              cwd=REPO, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and "no run VERSION 7" in missing.stderr
+
+
+def test_time_binned_features_of_a_run_with_count_bins(tmp_path):
+    from dataclasses import replace
+    config = replace(tiny_config(tmp_path), count_bins=4)
+    run_quietly(config)
+    root = str(tmp_path / "runs")
+    for features, n_features, name in (("bins", 108, "readout_ridge_bins.npz"), ("bins:2", 54, "readout_ridge_bins2.npz"),
+                                       ("counts", 27, "readout_ridge_counts.npz")):
+        assert readout_command(["1", "--output-root", root, "--features", features]) == 0
+        entry = [e for e in json.loads((tmp_path / "runs" / "ver_1" / "summary.json").read_text())["readouts"]
+                 if e["features"] == features and e["readout"] == "ridge"][0]
+        assert entry["n_features"] == n_features and entry["file"] == name
+    with pytest.raises(UserError, match="--count-bins 3"):
+        readout_command(["1", "--output-root", root, "--features", "bins:3"])

@@ -87,7 +87,8 @@ def test_help_example_for_lsm():
 @pytest.mark.parametrize("options, fragment", [
     (["--train-samples", "0"], "--train-samples"), (["--seed", "-1"], "--seed"),
     (["--dims", "10x10"], "--dims"), (["--reference-batch-quirk"], "unrecognized arguments"),
-    (["--valid-samples", "10001"], "--valid-samples")])
+    (["--valid-samples", "10001"], "--valid-samples"), (["--count-bins", "0"], "--count-bins"),
+    (["--count-bins", "41", "--duration-ms", "40"], "--count-bins: 41 bins do not fit in 40 ms")])
 def test_bad_options_exit_2_before_prompting(options, fragment):
     result = run_cli("LSM", "cpu\n1\n1\n250\n10\n1.0\n", *options)
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -573,3 +573,49 @@ def test_engine_is_part_of_the_run_and_never_changes_on_resumption(tmp_path):
     for split in ("valid", "test", "train"):
         np.testing.assert_array_equal(np.load(RunFolder(config).counts_file(split))["counts"],
                                       np.load(RunFolder(old).counts_file(split))["counts"])
+
+
+def test_binned_counts_put_step_t_in_bin_floor_t_k_over_t():
+    spikes = np.zeros((2, 10, 3), bool)
+    spikes[0, :, 0] = True                     # every step
+    spikes[1, [3, 4, 6, 7, 9], 2] = True
+    binned = pipeline.binned_counts(spikes, 3)              # steps 0-3, 4-6, 7-9
+    assert binned.shape == (2, 3, 3) and binned.dtype == np.int32
+    assert binned[0, :, 0].tolist() == [4, 3, 3] and binned[1, :, 2].tolist() == [1, 2, 2]
+    np.testing.assert_array_equal(pipeline.binned_counts(spikes, 1)[:, 0], spikes.sum(axis=1))
+    np.testing.assert_array_equal(pipeline.binned_counts(spikes, 10), spikes.astype(np.int32))
+
+
+def test_count_bins_store_time_bins_that_add_up_to_the_totals_and_change_nothing_else(tmp_path, finished_run):
+    """--count-bins 4: counts_<split>.npz holds [n, 4, N_res] adding up to the totals of the same run without
+    bins; the paper's readout (on the totals) trains identically; the identity records count_bins."""
+    config, folder, summary = finished_run
+    binned = tiny_config(tmp_path, count_bins=4)
+    binned_summary = pipeline.run(binned, log=quiet)
+    for split in ("valid", "test", "train"):
+        counts = np.load(RunFolder(binned).counts_file(split))["counts"]
+        assert counts.shape == (config.split_sizes[split], 4, 27)
+        np.testing.assert_array_equal(counts.sum(axis=1), np.load(folder / f"counts_{split}.npz")["counts"])
+    assert (RunFolder(binned).path / "history.csv").read_text() == (folder / "history.csv").read_text()
+    assert binned_summary["mean_rate_hz"] == summary["mean_rate_hz"]
+    assert json.loads((RunFolder(binned).path / "params.json").read_text())["identity"]["count_bins"] == 4
+    assert "count_bins" not in json.loads((folder / "params.json").read_text())["identity"]
+    with pytest.raises(UserError, match="different parameters.*count_bins"):
+        pipeline.run(replace(binned, count_bins=2), log=quiet)
+    with pytest.raises(UserError, match="1 to 40 time bins"):
+        pipeline.run(tiny_config(tmp_path, version=9, count_bins=41), log=quiet)
+
+
+def test_count_bins_of_a_learning_liquid_on_both_engines(tmp_path):
+    """NALSM (weights learn within each sample): time bins from the XLA engine add up to the event-driven
+    engine's totals."""
+    base = tiny_config(tmp_path, model="NALSM", scalars={"ASTRO_W_SCALING": 0.015}, init_samples=20,
+                       readout_epochs=2)
+    pipeline.run(replace(base, engine="events"), log=quiet)
+    binned = replace(base, version=4, engine="xla", count_bins=5)
+    pipeline.run(binned, log=quiet)
+    for split in ("valid", "test", "train"):
+        totals = np.load(RunFolder(base).counts_file(split))["counts"]
+        counts = np.load(RunFolder(binned).counts_file(split))["counts"]
+        assert counts.shape == (len(totals), 5, 27) and totals.sum() > 0
+        np.testing.assert_array_equal(counts.sum(axis=1), totals)
