@@ -82,6 +82,8 @@ def results(root: Path) -> dict:
     folder = folder_of(root)
     summary = json.loads((folder / "summary.json").read_text())
     summary.pop("timings_s")
+    for entry in summary.get("readouts", []):
+        entry.pop("seconds")                      # a time, too
     out = {"summary": summary}
     for name in ("counts_valid.npz", "counts_test.npz", "counts_train.npz", "readout.npz", "W_INI.npz"):
         out.update({f"{name}:{key}": value for key, value in storage.load_npz(folder / name).items()})

@@ -137,14 +137,14 @@ def test_a_lost_lock_stops_the_next_write(tmp_path):
     lock2.release()
 
 
-def _race(folder, stale_after, start_at, queue):
+def _race(folder, stale_after, start_at, queue, tried):
     while time.time() < start_at:
         pass
     lock = RunLock(folder, stale_after=stale_after, heartbeat_s=0)
     holder = lock.try_acquire()
     queue.put(holder is None)
-    if holder is None:
-        time.sleep(0.5)                     # hold it while the others try
+    tried.wait(timeout=120)                 # the owner holds the lock until every process has tried,
+    if holder is None:                      # however slowly a loaded machine schedules them
         lock.release()
 
 
@@ -157,7 +157,8 @@ def test_processes_racing_for_a_free_or_dead_lock_get_exactly_one_owner(tmp_path
             _fake_lock(folder, "node-dead", 1, age_s=1000)
         queue = context.Queue()
         start_at = time.time() + 0.5
-        workers = [context.Process(target=_race, args=(folder, 60, start_at, queue)) for _ in range(6)]
+        tried = context.Barrier(6)
+        workers = [context.Process(target=_race, args=(folder, 60, start_at, queue, tried)) for _ in range(6)]
         for worker in workers:
             worker.start()
         results = [queue.get(timeout=30) for _ in workers]
