@@ -244,6 +244,7 @@ class RunConfig:
     dataset_simulated: bool = False         # N-MNIST: the simulated recordings (--simulated-nmnist)
     engine: str = "auto"                    # simulation engine: "auto", "xla" or "events" (see ENGINES)
     count_bins: int = 1                     # spike counts stored per sample in this many time bins (1: totals)
+    astro_density: float = 1.0              # NALSM: fraction of reservoir and of input neurons feeding the astrocyte
 
     @property
     def model_spec(self) -> ModelSpec:

@@ -145,12 +145,27 @@ def build_parser(model: str, dataset: str) -> argparse.ArgumentParser:
             help="run on the simulated N-MNIST (datasets/nmnist_simulated/, written by `python -m lsm_core "
                  "datasets simulate-nmnist`) instead of the real recordings; everything the run writes is "
                  "marked SIMULATED")
+    if model == "NALSM":
+        add("--astro-density", type=_density_option, default=1.0, metavar="D",
+            help="fraction of the reservoir neurons and of the input neurons that feed the astrocyte, "
+                 "ceil(D*n) of each drawn from the run seed (the paper's neuron-astrocyte density ablation; "
+                 "default: 1.0, every neuron)")
     if model == "LSM_STDP":
         add("--reference-batch-quirk", action="store_true",
             help="reproduce the reference defect where only the first sample of each batch learns "
                  "in the sample phase (docs/model.md#known-defects-of-the-reference-implementation), to "
                  "compare with the paper's LSM+STDP numbers")
     return parser
+
+
+def _density_option(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in (0, 1], such as 0.5")
+    return value
 
 
 def _path(text):
@@ -184,7 +199,7 @@ def run_config_from(model: str, dataset: str, args: argparse.Namespace, answers,
         networks_dir=_path(args.networks_dir), overwrite=args.overwrite, require_gpu=args.require_gpu,
         reference_batch_quirk=getattr(args, "reference_batch_quirk", False),
         dataset_simulated=getattr(args, "simulated_nmnist", False), engine=args.engine,
-        count_bins=args.count_bins)
+        count_bins=args.count_bins, astro_density=getattr(args, "astro_density", 1.0))
 
 
 @contextlib.contextmanager

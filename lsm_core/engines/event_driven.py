@@ -46,6 +46,16 @@ import numba as nb
 import numpy as np
 
 from lsm_core.config import PAPER
+from lsm_core.engines.interface import (
+    PlasticRun,
+    SimParams,
+    astro_mask_of,
+    check_inputs,
+    check_plastic_settings,
+    default_astro_mask,
+    learning_rows,
+    record_rows_of,
+)
 from lsm_core.model import plasticity as rules
 from lsm_core.model.network import EXC, INH, Network
 from lsm_core.model.randomness import _GOLDEN, _M1, _M2, _STEP_SALT
@@ -103,6 +113,7 @@ class EventNeurons(NamedTuple):
     kernel_decay: float       # exp(-1 / tau_u), float64
     since_spike_init: int     # s at the start of every sample [ms]
     since_spike_cap: int
+    astro_mask: np.ndarray    # float32 [N]: the astrocyte's weight on each neuron's spikes (+1, -1 or 0)
 
 
 class EventConstants(NamedTuple):
@@ -158,7 +169,8 @@ def build_synapses(net: Network, w_max: float, weight_order: str = "pre") -> tup
     return tables, order
 
 
-def build_neurons(net: Network) -> EventNeurons:
+def build_neurons(net: Network, astro_mask: Optional[np.ndarray] = None) -> EventNeurons:
+    """The neurons' constants; `astro_mask` float32 [N] (default: every neuron feeds the astrocyte)."""
     tau_syn = np.asarray(net.tau_syn, np.float64)
     if tau_syn.size and not np.all(tau_syn == tau_syn[0]):
         raise ValueError("the event-driven engine needs one synaptic time constant tau_syn for all neurons "
@@ -169,7 +181,9 @@ def build_neurons(net: Network) -> EventNeurons:
     return EventNeurons(*(np.ascontiguousarray(a, np.float32) for a in
                           (net.tau_v, net.v_thresh, net.bias, net.t_refrac)),
                         kernel=np.exp(-s / tau) / tau, kernel_decay=float(np.exp(-1.0 / tau)),
-                        since_spike_init=int(PAPER.neuron.since_spike_init), since_spike_cap=cap)
+                        since_spike_init=int(PAPER.neuron.since_spike_init), since_spike_cap=cap,
+                        astro_mask=np.ascontiguousarray(default_astro_mask(net.n_res, net.n_input)
+                                                        if astro_mask is None else astro_mask, np.float32))
 
 
 def event_constants(params) -> EventConstants:
@@ -252,6 +266,7 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
     class_sign, class_lower, class_upper = syn.class_sign, syn.class_lower, syn.class_upper
     pre_sign, pre_lower, pre_upper, kernel = syn.sign, syn.lower, syn.upper, neu.kernel
     tau_v, v_thresh, bias, t_refrac, cap = neu.tau_v, neu.v_thresh, neu.bias, neu.t_refrac, neu.since_spike_cap
+    astro_mask = neu.astro_mask
     n = tau_v.shape[0]
     n_res = post_segment.shape[0]
     track_sum = not sample_phase                 # several samples per stream: sum_j W_ij must follow the changes
@@ -366,7 +381,9 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
                     trace[j] = k.trace_decay * ((k.trace_increment if spiked[j] else zero) + trace[j])
                 # step 10: astrocyte
                 if rule == 2:
-                    activity = np.float32(n_res_spikes) - np.float32(n_spikers - n_res_spikes)
+                    activity = zero           # the drive: sum of mask * S over this step's spikers
+                    for a in range(n_spikers):
+                        activity += astro_mask[spikers[a]]
                     astro = astro + (astro_w * activity + astro_bias - astro) / k.astro_tau
                 # step 11: decays of the sample phase
                 if sample_phase and (rule == 1 or rule == 2):
@@ -448,8 +465,6 @@ def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn,
 def _inputs_for_kernel(inputs, steps, n_input):
     """(event_mode, probabilities float32 [B, n_in], events uint8 [B, T, n_in], steps), the unused
     mode's array empty."""
-    from lsm_core.engines.interface import check_inputs
-
     inputs, steps, event_mode = check_inputs(inputs, steps, n_input)
     if event_mode:
         return True, np.zeros((0, 0), np.float32), np.ascontiguousarray(inputs), steps
@@ -460,12 +475,10 @@ class _EventEngine:
     """What both event-driven simulators share: the tables, the constants, thread settings."""
 
     def __init__(self, net: Network, params, threads: Optional[int] = None, weight_order: str = "pre"):
-        from lsm_core.engines.interface import SimParams
-
         self.params = params if params is not None else SimParams()
         self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
         self.synapses, self.order = build_synapses(net, self.params.w_max, weight_order)
-        self.neurons = build_neurons(net)
+        self.neurons = build_neurons(net, astro_mask_of(self.params, net.n_res, net.n_input))
         self.constants = event_constants(self.params)
         self.threads = threads
 
@@ -498,8 +511,6 @@ class EventLiquidSimulator(_EventEngine):
             record_rows=()) -> tuple[np.ndarray, np.ndarray]:
         """As `LiquidSimulator.run`: counts int32 [B, N_res] and rasters bool [len(record_rows), T, N]."""
         event_mode, probabilities, events, steps = _inputs_for_kernel(inputs, steps, self.n_input)
-        from lsm_core.engines.interface import record_rows_of
-
         keys = np.asarray(keys, np.uint32).reshape(-1)
         record_rows = record_rows_of(record_rows, False, len(keys))
         out = _outputs(len(keys), steps, self.n_neurons, self.n_res, record_rows)
@@ -530,8 +541,6 @@ class EventPlasticSimulator(_EventEngine):
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str, params=None,
                  reference_batch_quirk: bool = False, threads: Optional[int] = None):
-        from lsm_core.engines.interface import check_plastic_settings
-
         super().__init__(net, params, threads, weight_order="post")
         check_plastic_settings(rule, phase, self.params)
         self.rule, self.phase = rule, phase
@@ -552,8 +561,6 @@ class EventPlasticSimulator(_EventEngine):
             start=None, record_rows=None):
         """As `PlasticSimulator.run`; `record_rows` (optional) records only those rows, and `spikes`
         then holds them in that order."""
-        from lsm_core.engines.interface import PlasticRun, learning_rows, record_rows_of
-
         event_mode, probabilities, events, steps = _inputs_for_kernel(inputs, steps, self.n_input)
         keys = np.asarray(keys, np.uint32).reshape(-1)
         rows = len(keys)

@@ -35,6 +35,7 @@ class SimParams:
     rate_threshold: Optional[float] = None
     rate_range: Optional[float] = None
     calcium_tau: float = PAPER.plasticity.calcium_tau
+    astro_mask: Optional[tuple] = None      # per neuron: +1 / -1 / 0, see `astro_mask_of`; None: all
 
     @classmethod
     def from_overrides(cls, overrides: Optional[dict]) -> "SimParams":
@@ -43,6 +44,8 @@ class SimParams:
         if unknown:
             raise ValueError(f"unknown simulation parameter(s) {unknown}; known: "
                              f"{sorted(cls.__dataclass_fields__)}")
+        if overrides.get("astro_mask") is not None:         # an array -> a hashable tuple (params are cache keys)
+            overrides["astro_mask"] = tuple(float(v) for v in np.asarray(overrides["astro_mask"]).reshape(-1))
         return replace(cls(), **overrides)
 
 
@@ -113,6 +116,27 @@ def record_rows_of(record_rows, record: bool, rows: int) -> np.ndarray:
     if len(record_rows) and (record_rows.min() < 0 or record_rows.max() >= rows):
         raise ValueError(f"record rows must lie in [0, {rows}), got {record_rows.tolist()}")
     return record_rows
+
+
+def default_astro_mask(n_res: int, n_input: int) -> np.ndarray:
+    """Every neuron feeds the astrocyte: +1 for each reservoir neuron, -1 for each input, float32 [N]."""
+    return np.concatenate([np.ones(n_res, np.float32), -np.ones(n_input, np.float32)])
+
+
+def astro_mask_of(params: SimParams, n_res: int, n_input: int) -> np.ndarray:
+    """The astrocyte's weights on the neurons' spikes, float32 [N] (docs/model.md#the-astrocyte): its drive
+    at a step is sum(mask * S).  +1 for a reservoir neuron that feeds it, -1 for an input neuron that feeds
+    it, 0 for one that does not; `params.astro_mask` None: every neuron feeds it."""
+    if params.astro_mask is None:
+        return default_astro_mask(n_res, n_input)
+    mask = np.asarray(params.astro_mask, np.float32)
+    if mask.shape != (n_res + n_input,):
+        raise ValueError(f"astro_mask must have one value per neuron, [N] = [{n_res + n_input}], got "
+                         f"{list(mask.shape)}")
+    if np.any(mask[:n_res] < 0) or np.any(mask[:n_res] > 1) or np.any(mask[n_res:] > 0) \
+            or np.any(mask[n_res:] < -1) or not np.all(np.isin(mask, (-1.0, 0.0, 1.0))):
+        raise ValueError("astro_mask holds +1 or 0 for reservoir neurons and -1 or 0 for inputs")
+    return mask
 
 
 def synapse_weights(net: Network, weight_scale: Optional[float]) -> np.ndarray:

@@ -24,6 +24,7 @@ import tensorflow as tf
 from lsm_core.config import PAPER
 from lsm_core.engines.interface import (
     PlasticRun,
+    astro_mask_of,
     SimParams,
     StreamCarry,
     check_inputs,
@@ -295,6 +296,7 @@ class PlasticSimulator:
         self.weights = np.asarray(weights, np.float32).reshape(-1)      # default starting weights
         self._neuron = _neuron_params(net)
         self._pixel_codes = tf.constant(pixel_codes_np(net.n_input))
+        self._astro_mask = tf.constant(astro_mask_of(params, net.n_res, net.n_input))
         self._loop = tf.function(self._time_loop, jit_compile=jit)   # static shapes: one trace per size
 
     def _fresh_rates(self, learns):
@@ -342,10 +344,9 @@ class PlasticSimulator:
         plastic = plastic._replace(
             weights=tuple(weights), trace=rules.trace_step(plastic.trace, spikes, c.trace_decay, c.trace_increment))
         if self.rule == "nalsm":
-            reservoir_count = tf.reduce_sum(spikes[:, : self.n_res], axis=1)[:, None, None]    # [B, 1, 1]
-            input_count = tf.reduce_sum(spikes[:, self.n_res:], axis=1)[:, None, None]
+            drive = rules.astrocyte_drive(spikes, self._astro_mask)[:, None, None]            # [B, 1, 1]
             plastic = plastic._replace(astro=rules.astrocyte_step(
-                plastic.astro, plastic.astro_w, plastic.astro_bias, reservoir_count, input_count, p.astro_tau))
+                plastic.astro, plastic.astro_w, plastic.astro_bias, drive, p.astro_tau))
         if self.phase == "sample" and self.rule in ("stdp", "nalsm"):
             plastic = rules.decay_rates(plastic, p.lr_decay)
         return plastic

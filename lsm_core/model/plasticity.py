@@ -110,12 +110,15 @@ def calcium_step(calcium, spikes, tau: float):
     return calcium - calcium / tau + spikes
 
 
-def astrocyte_step(astro, astro_w, astro_bias, reservoir_count, input_count, tau: float):
-    """A += (w_A * (reservoir spikes - input spikes of this step) + b_A - A) / tau_A, per row.
+def astrocyte_drive(spikes, mask):
+    """The astrocyte's input of a step, sum over neurons of mask * S: the reservoir spikes minus the
+    input spikes of the neurons that feed it (mask [N]: +1, -1 or 0; spikes [B, N] -> [B])."""
+    return tf.reduce_sum(spikes * mask, axis=1)
 
-    The spike counts of the step are shaped like `astro`.
-    """
-    return astro + (astro_w * (reservoir_count - input_count) + astro_bias - astro) / tau
+
+def astrocyte_step(astro, astro_w, astro_bias, drive, tau: float):
+    """A += (w_A * drive + b_A - A) / tau_A, per row; `drive` (see `astrocyte_drive`) shaped like `astro`."""
+    return astro + (astro_w * drive + astro_bias - astro) / tau
 
 
 def decay_rates(state: PlasticState, factor: float) -> PlasticState:

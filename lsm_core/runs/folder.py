@@ -76,6 +76,8 @@ def config_identity(config: RunConfig) -> dict:
         identity.pop("engine")                  # event-driven engine existed ("auto" is settled by the run)
     if identity["count_bins"] == 1:             # runs that store totals keep the identity they had before
         identity.pop("count_bins")              # time bins existed
+    if identity["astro_density"] == 1.0:        # and runs whose astrocyte sees every neuron, the one before
+        identity.pop("astro_density")           # the density ablation existed
     return as_json(identity)
 
 

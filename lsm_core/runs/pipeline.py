@@ -8,6 +8,7 @@ phases; each phase looks at the run folder, skips what is complete, and writes e
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +77,9 @@ class Position:
 def _run(config: RunConfig, log, lock: RunLock, position: Position) -> dict:
     started = time.perf_counter()
     config = settle_engine(config)
+    if not 0.0 < config.astro_density <= 1.0:
+        raise UserError(f"astro_density = {config.astro_density}: the fraction of neurons that feed the "
+                        f"astrocyte lies in (0, 1]; choose a value in that range.")
     if not 1 <= config.count_bins <= config.duration_ms:
         raise UserError(f"count_bins = {config.count_bins}: a sample of {config.duration_ms} ms holds 1 to "
                         f"{config.duration_ms} time bins; choose a count in that range.")
@@ -203,6 +207,12 @@ def _open_run(config: RunConfig, log, data, lock: RunLock):
     log(f"seed {config.seed}; batch {config.batch_size} x {config.batches_per_block} batches per block; "
         f"{config.duration_ms} ms per sample; samples: " +
         ", ".join(f"{s} {config.split_sizes[s]}" for s in SPLIT_ORDER))
+    if config.count_bins > 1:
+        log(f"spike counts kept in {config.count_bins} time bins per sample")
+    if config.astro_density != 1.0:
+        log(f"astrocyte fed by {math.ceil(config.astro_density * net.n_res)} of {net.n_res} reservoir neurons and "
+            f"{math.ceil(config.astro_density * net.n_input)} of {net.n_input} inputs (density "
+            f"{config.astro_density}, drawn from the seed)")
     return net, folder, log, devices
 
 
@@ -252,14 +262,31 @@ def start_weights(config: RunConfig, net: Network) -> np.ndarray:
     return synapse_weights(net, scale)
 
 
-def _sim_params(config: RunConfig):
-    """The model's prompted scalars as simulator parameters."""
+def _sim_params(config: RunConfig, net: Network):
+    """The model's prompted scalars as simulator parameters, with the astrocyte's mask (--astro-density)."""
     from lsm_core.engines.interface import SimParams
 
     scalars = config.scalars
+    mask = astro_mask(config.seed, config.astro_density, net.n_res, net.n_input) \
+        if config.astro_density != 1.0 else None
     return SimParams(astro_w=scalars.get("ASTRO_W_SCALING"),
                      rate_threshold=scalars.get("STDP_NEURON_RATE_THESHOLD"),
-                     rate_range=scalars.get("STDP_NEURON_RATE_RANGE"))
+                     rate_range=scalars.get("STDP_NEURON_RATE_RANGE"),
+                     astro_mask=None if mask is None else tuple(mask.tolist()))
+
+
+ASTRO_MASK_STREAM = 7      # np.random.default_rng([seed, 7]): which neurons feed the astrocyte
+
+
+def astro_mask(seed: int, density: float, n_res: int, n_input: int) -> np.ndarray:
+    """The neurons that feed the astrocyte at connection density `density` (0 < D <= 1), float32 [N]:
+    ceil(D * n_res) reservoir neurons (+1) and ceil(D * n_input) inputs (-1), drawn without replacement
+    from the run seed; the others 0 (docs/model.md#the-astrocyte)."""
+    rng = np.random.default_rng([int(seed), ASTRO_MASK_STREAM])
+    mask = np.zeros(n_res + n_input, np.float32)
+    mask[rng.choice(n_res, math.ceil(density * n_res), replace=False)] = 1.0
+    mask[n_res + rng.choice(n_input, math.ceil(density * n_input), replace=False)] = -1.0
+    return mask
 
 
 def _save_weights(folder: RunFolder, name: str, net: Network, weights) -> None:
@@ -310,7 +337,7 @@ def _init_phase(config, folder: RunFolder, net, w_start, pool, timings, log, pos
     rule = config.model_spec.init_rule
     log(f"init phase: {rule} over {config.init_samples} shuffled training samples x {duration} ms, batch 1"
         + (f" (resuming after {done})" if done else ""))
-    simulator = plastic_simulator(net, w_start, rule, "init", _sim_params(config), engine=config.engine)
+    simulator = plastic_simulator(net, w_start, rule, "init", _sim_params(config, net), engine=config.engine)
     position = position or Position()
     with progress_bar(config.init_samples, "init phase", "sample", initial=done) as bar:
         while done < config.init_samples:
@@ -513,7 +540,7 @@ def _batch_simulator(config, net, weights, devices, log):
         return run_static
     if config.reference_batch_quirk:
         log("--reference-batch-quirk: only the first sample of each batch learns, as in the paper's tools")
-    simulator = plastic_simulator(net, weights, rule, "sample", _sim_params(config), engine=config.engine,
+    simulator = plastic_simulator(net, weights, rule, "sample", _sim_params(config, net), engine=config.engine,
                                   reference_batch_quirk=config.reference_batch_quirk, devices=devices)
 
     def run_plastic(inputs, keys, rows):

@@ -95,6 +95,13 @@ def test_bad_options_exit_2_before_prompting(options, fragment):
     assert fragment in result.stderr and "GPU? " not in result.stdout
 
 
+@pytest.mark.parametrize("value", ["0", "1.5", "half"])
+def test_a_bad_astro_density_exits_2_before_prompting(value):
+    result = run_cli("NALSM", "cpu\n1\n1\n250\n10\n0.015\n", "--astro-density", value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "GPU? " not in result.stdout
+    assert "--astro-density" in result.stderr and "(0, 1]" in result.stderr
+
+
 def run_python(code):
     """Run `code` in a fresh interpreter; it must succeed."""
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,

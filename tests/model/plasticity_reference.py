@@ -29,6 +29,7 @@ DEFAULTS = {
     "rate_threshold": None,     # theta, required for "apstdp"
     "rate_range": None,         # rho, required for "apstdp"
     "calcium_tau": 1000.0,      # tau_C
+    "astro_mask": None,         # [N]: +1 reservoir / -1 input neurons that feed the astrocyte, 0 others; None: all
 }
 
 RULES = ("static", "stdp", "nalsm", "apstdp")
@@ -91,6 +92,9 @@ def reference_simulate(net, inputs, rule="static", phase="sample", weight_scale=
     if rule == "apstdp" and (p["rate_threshold"] is None or p["rate_range"] is None):
         raise ValueError("rule 'apstdp' needs params['rate_threshold'] and params['rate_range']")
 
+    n_res = net.n_res
+    astro_mask = (np.concatenate([np.ones(n_res), -np.ones(N - n_res)]) if p["astro_mask"] is None
+                  else np.asarray(p["astro_mask"], np.float64))
     spikes = np.zeros((B, T, N), bool)
     astro = np.zeros((B, T)) if rule == "nalsm" else None
     final_weights, final_calcium = [], []
@@ -154,7 +158,7 @@ def reference_simulate(net, inputs, rule="static", phase="sample", weight_scale=
             trace = TRACE_DECAY * (TRACE_JUMP * S + trace)
             # 10. astrocyte
             if rule == "nalsm":
-                activity = S[:n_res].sum() - S[n_res:].sum()
+                activity = float(astro_mask @ S)
                 A = A + (w_A * activity + b_A - A) / float(p["astro_tau"])
             # 11. decays
             if decays:

@@ -572,6 +572,31 @@ def test_random_liquid_matches_reference(liquid, sim, rule, phase):
         assert got.calcium is None
 
 
+def test_astrocyte_fed_by_a_fraction_of_the_neurons_matches_reference(liquid, sim):
+    """params["astro_mask"]: the astrocyte's drive is sum(mask * S) over the neurons that feed it (the
+    paper's neuron-astrocyte density ablation)."""
+    net = liquid
+    rng = np.random.default_rng(5)
+    mask = np.concatenate([np.where(rng.random(net.n_res) < 0.5, 1.0, 0.0),
+                           np.where(rng.random(net.n_input) < 0.5, -1.0, 0.0)]).astype(np.float32)
+    params = {"astro_w": 0.015, "astro_mask": mask}
+    inputs = random_inputs(net, 2, 80, seed=8, rate=0.15)
+    ref = run_reference(net, inputs, "nalsm", "sample", weight_scale=3.0, params=params)
+    got = sim(net, inputs, "nalsm", "sample", weight_scale=3.0, params=params)
+    full = run_reference(net, inputs, "nalsm", "sample", weight_scale=3.0, params={"astro_w": 0.015})
+    assert np.abs(ref.astro - full.astro).max() > 1e-3                        # the mask matters
+    np.testing.assert_array_equal(got.spikes, ref.spikes)
+    np.testing.assert_allclose(got.astro, ref.astro, rtol=1e-5)
+    np.testing.assert_allclose(got.weights, ref.weights, rtol=0, atol=1e-5)
+    default = sim(net, inputs, "nalsm", "sample", weight_scale=3.0, params={
+        "astro_w": 0.015, "astro_mask": np.concatenate([np.ones(net.n_res), -np.ones(net.n_input)])})
+    np.testing.assert_array_equal(default.astro, sim(net, inputs, "nalsm", "sample", weight_scale=3.0,
+                                                     params={"astro_w": 0.015}).astro)
+    for bad in (mask[:-1], -mask, np.full(net.n_neurons, 0.5)):
+        with pytest.raises(ValueError, match="astro_mask"):
+            sim(net, inputs, "nalsm", "sample", weight_scale=3.0, params={"astro_w": 0.015, "astro_mask": bad})
+
+
 OVERRIDES = {
     "stdp": {"lr": 0.1, "lr_decay": 0.995, "w_max": 4.0, "input_current": 60.0},
     "nalsm": {"astro_w": 0.03, "lr": 0.2, "lr_decay": 0.98, "astro_tau": 40.0, "astro_bias_offset": 0.3,

@@ -619,3 +619,30 @@ def test_count_bins_of_a_learning_liquid_on_both_engines(tmp_path):
         counts = np.load(RunFolder(binned).counts_file(split))["counts"]
         assert counts.shape == (len(totals), 5, 27) and totals.sum() > 0
         np.testing.assert_array_equal(counts.sum(axis=1), totals)
+
+
+def test_astro_mask_draws_ceil_d_n_of_each_population_from_the_seed():
+    mask = pipeline.astro_mask(3, 0.25, 10, 7)
+    assert mask.dtype == np.float32 and mask.shape == (17,)
+    assert (mask[:10] == 1).sum() == 3 and (mask[:10] == 0).sum() == 7             # ceil(2.5) reservoir neurons
+    assert (mask[10:] == -1).sum() == 2 and (mask[10:] == 0).sum() == 5             # ceil(1.75) inputs
+    np.testing.assert_array_equal(mask, pipeline.astro_mask(3, 0.25, 10, 7))
+    assert not np.array_equal(mask, pipeline.astro_mask(4, 0.25, 10, 7))
+    np.testing.assert_array_equal(pipeline.astro_mask(3, 1.0, 10, 7), np.r_[np.ones(10), -np.ones(7)])
+
+
+def test_astro_density_joins_the_identity_and_changes_the_nalsm_liquid(tmp_path):
+    base = tiny_config(tmp_path, model="NALSM", scalars={"ASTRO_W_SCALING": 0.015}, init_samples=20,
+                       readout_epochs=2)
+    pipeline.run(base, log=quiet)
+    messages = []
+    sparse = replace(base, version=4, astro_density=0.3)
+    pipeline.run(sparse, log=messages.append)
+    assert any("astrocyte fed by 9 of 27 reservoir neurons and 236 of 784 inputs" in m for m in messages)
+    identity = json.loads((RunFolder(sparse).path / "params.json").read_text())["identity"]
+    assert identity["astro_density"] == 0.3
+    assert "astro_density" not in json.loads((RunFolder(base).path / "params.json").read_text())["identity"]
+    w_ini = [np.load(RunFolder(c).path / "W_INI.npz")["weights"] for c in (base, sparse)]
+    assert not np.array_equal(*w_ini)                      # the astrocyte modulated the init phase differently
+    with pytest.raises(UserError, match="astro_density"):
+        pipeline.run(replace(base, version=5, astro_density=0.0), log=quiet)
