@@ -377,14 +377,16 @@ def _seconds(value):
 
 
 def _added_readouts(entries) -> dict:
-    """summary.json's `readouts` other than the paper's own, as {"ridge:counts": test accuracy at best}
-    ("ridge:bins:5/soft" for targets other than the default one-hot)."""
+    """summary.json's `readouts` other than the run's own, as {"ridge:counts": test accuracy at best}
+    (`readouts.readout_label`)."""
+    from lsm_core.analysis.readouts import readout_label
+
     found = {}
     for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict) or entry.get("readout") in (None, "paper"):
+        if not isinstance(entry, dict) or not isinstance(entry.get("readout"), str) \
+                or (entry["readout"] == "paper" and entry.get("features") == "counts"):
             continue
-        targets = entry.get("targets", "onehot")
-        label = f"{entry['readout']}:{entry.get('features')}" + ("" if targets == "onehot" else f"/{targets}")
+        label = readout_label(entry["readout"], str(entry.get("features")), str(entry.get("targets", "")))
         found[label] = _finite(entry.get("test_acc_at_best"))
     return found
 

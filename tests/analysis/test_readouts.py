@@ -136,3 +136,16 @@ def test_time_binned_features_of_a_run_with_count_bins(tmp_path):
         assert entry["n_features"] == n_features and entry["file"] == name
     with pytest.raises(UserError, match="--count-bins 3"):
         readout_command(["1", "--output-root", root, "--features", "bins:3"])
+    # the paper's readout again, on the bins: its own entry; on the counts it is the run's own
+    assert readout_command(["1", "--output-root", root, "--readout", "paper", "--features", "bins", "--epochs", "4"]) == 0
+    summary = json.loads((tmp_path / "runs" / "ver_1" / "summary.json").read_text())
+    paper = {e["features"]: e for e in summary["readouts"] if e["readout"] == "paper"}
+    assert set(paper) == {"counts", "bins"} and paper["bins"]["targets"] == "soft"
+    assert paper["bins"]["epochs"] == 4 and 1 <= paper["bins"]["best_epoch"] <= 4 and paper["bins"]["n_features"] == 108
+    arrays = np.load(tmp_path / "runs" / "ver_1" / "readout_paper_bins.npz")
+    assert arrays["best_weights"].shape == (108, 10) and arrays["history"].shape == (4, 6)
+    assert arrays["history"][paper["bins"]["best_epoch"] - 1, 5] == paper["bins"]["test_acc_at_best"]
+    from lsm_core.analysis.report import collect_run
+    assert set(collect_run(1, root).readouts) == {"ridge:bins", "ridge:bins:2", "ridge:counts", "paper:bins"}
+    with pytest.raises(UserError, match="trained the paper's readout on the counts itself"):
+        readout_command(["1", "--output-root", root, "--readout", "paper"])
