@@ -141,6 +141,7 @@ def _paper(data: dict, batch_size: int, epochs: int) -> tuple:
     """The paper's readout (normalised features, soft targets, Adadelta) on the flattened features."""
     from lsm_core.analysis.readout import best_epoch, normalise_counts, train_readout
     from lsm_core.progress import progress_bar
+    from lsm_core.runs.folder import HISTORY_COLUMNS
 
     features = {s: (normalise_counts(x.reshape(len(x), -1), batch_size), y) for s, (x, y) in data.items()}
     with progress_bar(epochs, "readout", "epoch") as bar:
@@ -148,8 +149,7 @@ def _paper(data: dict, batch_size: int, epochs: int) -> tuple:
                                        epochs=epochs, on_epochs=lambda _, rows: bar.update(len(rows)))
     best = best_epoch(history)
     arrays = dict(best_weights=state.best_weights, best_bias=state.best_bias, best_epoch=np.int64(state.best_epoch),
-                  history=np.array([[row[k] for k in ("epoch", "train_loss", "valid_loss", "train_acc", "valid_acc",
-                                                      "test_acc")] for row in history], np.float64))
+                  history=np.array([[row[k] for k in HISTORY_COLUMNS] for row in history], np.float64))
     return arrays, {"test_acc_at_best": float(best["test_acc"]), "best_valid_acc": float(best["valid_acc"]),
                     "train_acc_at_best": float(best["train_acc"]), "best_epoch": int(best["epoch"]),
                     "epochs": int(epochs), "n_features": int(features["train"][0].shape[1])}
