@@ -29,9 +29,15 @@ loops compiled by numba that visit only those synapses:
   postsynaptic order (the synapse list's own), so that the causal updates, the larger share of a
   learning step, stream through them.  A neuron's incoming synapses come in three segments by
   presynaptic class (excitatory, inhibitory, input), inside which a rule's coefficients and bounds are
-  constants.  Updates are branch-free: on these liquids a mispredicted branch costs more than the
-  arithmetic it would skip.  Rows of a sample-phase batch are independent and run in parallel threads;
-  the init phase, one stream, runs on one thread.
+  constants.  The updates avoid data-dependent branches (the only one asks whether a presynaptic neuron
+  spiked, which is rare): on these liquids a mispredicted branch costs more than the arithmetic it would
+  skip.  Inside a neuron's segment the rule is a compile-time constant (each loop is
+  compiled once per rule).
+* **Threads.**  Rows of a sample-phase batch are independent and run in parallel threads.  The init
+  phase is one stream, so there every step splits its synaptic work in two halves that touch disjoint
+  weights and neurons, run on two threads: the spikes' share of the current and the anti-causal terms at
+  the targets that did not spike, and everything at the reservoir neurons that did.  Each half does the
+  same arithmetic in the same order as on one thread, so the results do not depend on the threads.
 
 Results agree with the XLA engine to rounding (the current is summed in a different order, in float64);
 state, weights and everything else are float32 computed with the same formulas in the same order.
@@ -40,6 +46,7 @@ Shapes: B rows, N = N_res + n_in neurons (reservoir first), T steps, n_syn synap
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional
 
 import numba as nb
@@ -239,19 +246,159 @@ def pixel_uniform(keys, t, n_input):
 # ----------------------------------------------------------------------------------------------
 
 @nb.njit(inline="always")
-def _rule_change(rule, causal, anti_causal, lr, astro, sign, post_calcium, k):
-    """The change of one synapse by rule code (1 STDP, 2 NALSM, 3 AP-STDP): `model/plasticity.py`'s twins."""
+def _rule_change(rule, causal, anti_causal, lr, astro, sign, post_calcium, threshold, window):
+    """The change of one synapse by rule code (1 STDP, 2 NALSM, 3 AP-STDP): `model/plasticity.py`'s twins;
+    threshold and window: AP-STDP's rate threshold and range."""
     if rule == 1:
         return _stdp(causal, anti_causal, lr, sign)
     if rule == 2:
         return _nalsm(causal, anti_causal, lr, astro, sign > np.float32(0.0))
-    return _apstdp(causal, anti_causal, lr, sign, post_calcium, k.rate_threshold, k.rate_range, np.float32(0.0))
+    return _apstdp(causal, anti_causal, lr, sign, post_calcium, threshold, window, np.float32(0.0))
+
+
+# A step's synaptic work (steps 4 and 8) comes in two halves that touch disjoint weights and neurons, so
+# that one stream can run them on two threads.  The functions below take plain arrays: numba's parallel
+# loops do not write through arrays held in tuples.
+#
+# Arrays of the step: spiked bool [N]; spikers int64 [N] (ascending, the first n_res_spikes reservoir
+# neurons); jump float64 [N] (kernel[0] - kernel[s] before the spike, for this step's spikers); since
+# int64 [N] (already 0 for this step's spikers); synaptic, change, weight_sum float64 [N_res].
+
+@nb.njit(inline="always")
+def _spread_spikes(rule, track_sum, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium, lr,
+                   astro, threshold, window, synaptic, change, weight_sum):
+    """Step 4 (the spikes' share of the current) at every target that did not spike this step, with
+    step 8's anti-causal terms there; without plasticity, at every target."""
+    zero = np.float32(0.0)
+    plastic = rule != 0
+    pre_start, target, pre_weight = syn.pre_start, syn.target, syn.pre_weight
+    for a in range(n_spikers):
+        j = spikers[a]
+        jump_j = jump[j]
+        sign, lower, upper = syn.sign[j], syn.lower[j], syn.upper[j]
+        for p in range(pre_start[j], pre_start[j + 1]):
+            i = target[p]
+            q = pre_weight[p]
+            old = weights[q]
+            if not plastic:
+                synaptic[i] += old * jump_j
+            elif not spiked[i]:
+                synaptic[i] += old * jump_j
+                new = min(max(old + _rule_change(rule, zero, trace[i], lr, astro, sign, calcium[i], threshold,
+                                                 window), lower), upper)
+                weights[q] = new
+                moved = np.float64(new) - np.float64(old)
+                change[i] += moved * kernel[0]
+                if track_sum:
+                    weight_sum[i] += moved
+
+
+@nb.njit(inline="always")
+def _learn_at_spikers(rule, track_sum, clip_now, n_res_spikes, spikers, spiked, jump, since, syn, kernel, weights,
+                      trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+    """Steps 4 and 8 at the reservoir neurons that spiked this step: the spikes' share of their current,
+    then the causal terms of all their incoming synapses (both terms where the presynaptic neuron spiked
+    too), traces before their update.  Learning weights are in "post" order (weight c is synapse c).
+    `clip_now` (the call's first step): weights outside their bounds are clipped before their change."""
+    zero = np.float32(0.0)
+    post_segment, post_pre = syn.post_segment, syn.post_pre
+    for a in range(n_res_spikes):
+        i = spikers[a]
+        post_trace, post_calcium = trace[i], calcium[i]
+        current = synaptic[i]
+        moved_current = 0.0
+        moved_sum = 0.0
+        for cls in range(3):         # incoming synapses by presynaptic class: exc, inh, input
+            sign, lower, upper = syn.class_sign[cls], syn.class_lower[cls], syn.class_upper[cls]
+            for c in range(post_segment[i, cls], post_segment[i, cls + 1]):
+                j = post_pre[c]
+                old = weights[c]
+                anti = zero
+                if spiked[j]:
+                    current += old * jump[j]
+                    anti = post_trace
+                start = min(max(old, lower), upper) if clip_now else old
+                new = min(max(start + _rule_change(rule, trace[j], anti, lr, astro, sign, post_calcium, threshold,
+                                                   window), lower), upper)
+                weights[c] = new
+                moved = np.float64(new) - np.float64(old)
+                moved_current += moved * kernel[since[j]]
+                moved_sum += moved
+        synaptic[i] = current
+        change[i] += moved_current
+        if track_sum:
+            weight_sum[i] += moved_sum
+
+
+@nb.njit(inline="always")
+def _both_halves(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                 weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+    """Steps 4 and 8: the two halves as the two iterations of a `prange` (on two threads in
+    `_halves_threaded`, compiled with parallel=True; one after the other in `_halves`).  Each half is
+    written out once per rule code, so that the rule is a constant inside its loops."""
+    for half in nb.prange(2):
+        if half == 0:
+            if rule == 1:
+                _spread_spikes(1, track_sum, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
+                               lr, astro, threshold, window, synaptic, change, weight_sum)
+            elif rule == 2:
+                _spread_spikes(2, track_sum, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
+                               lr, astro, threshold, window, synaptic, change, weight_sum)
+            elif rule == 3:
+                _spread_spikes(3, track_sum, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
+                               lr, astro, threshold, window, synaptic, change, weight_sum)
+            else:
+                _spread_spikes(0, track_sum, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
+                               lr, astro, threshold, window, synaptic, change, weight_sum)
+        elif rule == 1:
+            _learn_at_spikers(1, track_sum, clip_now, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                              weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+        elif rule == 2:
+            _learn_at_spikers(2, track_sum, clip_now, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                              weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+        elif rule == 3:
+            _learn_at_spikers(3, track_sum, clip_now, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                              weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
 
 
 @nb.njit(cache=True, nogil=True)
-def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
-                syn, neu, k, weights, trace, calcium, clip_first, record_slot,
-                out_counts, out_raster, out_astro):
+def _halves(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel, weights,
+            trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+    """`_both_halves` on this thread."""
+    _both_halves(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                 weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _halves_threaded(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                     weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+    """`_both_halves` on two threads."""
+    _both_halves(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                 weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+
+
+@nb.njit(inline="always")
+def _clip_quiet_targets(syn, kernel, weights, spiked, since, change, weight_sum):
+    """The first step's clip of the weights `_learn_at_spikers` did not visit (into neurons that did not
+    spike), booking the changes into the current."""
+    for i in range(syn.post_segment.shape[0]):
+        if spiked[i]:
+            continue
+        for cls in range(3):
+            lower, upper = syn.class_lower[cls], syn.class_upper[cls]
+            for c in range(syn.post_segment[i, cls], syn.post_segment[i, cls + 1]):
+                old = weights[c]
+                new = min(max(old, lower), upper)
+                if new != old:
+                    weights[c] = new
+                    moved = np.float64(new) - np.float64(old)
+                    change[i] += moved * kernel[since[syn.post_pre[c]]]
+                    weight_sum[i] += moved
+
+
+@nb.njit(inline="always")
+def _stream(threaded, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
+            syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro):
     """Simulate samples first..stop-1 one after another on one liquid (one stream).
 
     rule: 0 static, 1 STDP, 2 NALSM, 3 AP-STDP.  weights float32 [n_syn] (engine order), trace and
@@ -260,15 +407,16 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
     keys uint32 [rows] (image mode), or events uint8 [rows, T, n_in] (event mode).  Outputs for sample
     r: counts int32 [r, N_res]; out_raster[record_slot[r]] bool [T, N] where record_slot[r] >= 0;
     astro float32 [r, T] (A after each step).  `clip_first`: clip every weight at the first step.
+
+    A step's synaptic work has two halves that touch disjoint weights and neurons: `_spread_spikes`
+    (targets that did not spike) and `_learn_at_spikers` (reservoir neurons that spiked).  `threaded`:
+    run them on two threads at every step; otherwise one after the other, on this thread.
     """
-    pre_start, target, pre_weight = syn.pre_start, syn.target, syn.pre_weight
-    post_segment, post_pre = syn.post_segment, syn.post_pre
-    class_sign, class_lower, class_upper = syn.class_sign, syn.class_lower, syn.class_upper
-    pre_sign, pre_lower, pre_upper, kernel = syn.sign, syn.lower, syn.upper, neu.kernel
+    kernel = neu.kernel
     tau_v, v_thresh, bias, t_refrac, cap = neu.tau_v, neu.v_thresh, neu.bias, neu.t_refrac, neu.since_spike_cap
     astro_mask = neu.astro_mask
     n = tau_v.shape[0]
-    n_res = post_segment.shape[0]
+    n_res = syn.post_segment.shape[0]
     track_sum = not sample_phase                 # several samples per stream: sum_j W_ij must follow the changes
     n_in = n - n_res
     plastic = rule != 0
@@ -276,22 +424,27 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
     one = np.float32(1.0)
     membrane = np.empty(n, np.float32)
     refractory = np.empty(n, np.float32)
-    since = np.empty(n, np.int64)                # s, ms since the last spike; its kernel is kernel[s]
-    spiked = np.zeros(n, np.bool_)
-    current = np.zeros(n, np.float32)
-    spikers = np.empty(n, np.int64)
-    synaptic = np.empty(n_res, np.float64)       # I_i = sum_j W_ij k_j, per reservoir neuron
-    change = np.zeros(n_res, np.float64)         # this step's sum of dW_ij k_j
-    weight_sum = np.zeros(n_res, np.float64)     # sum_j W_ij, for the current at the start of a sample
+    current = np.empty(n, np.float32)
     pixels = np.empty(n_in, np.int64)
+    spiked = np.zeros(n, np.bool_)
+    spikers = np.empty(n, np.int64)
+    jump = np.zeros(n, np.float64)
+    since = np.empty(n, np.int64)                # s, ms since the last spike; its kernel is kernel[s]
+    synaptic = np.empty(n_res, np.float64)       # I_i = sum_j W_ij k_j, per reservoir neuron
+    change = np.empty(n_res, np.float64)         # this step's sum of dW_ij k_j
+    weight_sum = np.empty(n_res, np.float64)     # sum_j W_ij, for the current at the start of a sample
+    for i in range(n_res):
+        change[i] = 0.0
+        weight_sum[i] = 0.0
     for j in range(n):
-        for p in range(pre_start[j], pre_start[j + 1]):
-            weight_sum[target[p]] += weights[pre_weight[p]]
+        for p in range(syn.pre_start[j], syn.pre_start[j + 1]):
+            weight_sum[syn.target[p]] += weights[syn.pre_weight[p]]
 
     for r in range(first, stop):
-        membrane[:] = zero
-        refractory[:] = zero
-        since[:] = neu.since_spike_init
+        for j in range(n):
+            membrane[j] = zero
+            refractory[j] = zero
+            since[j] = neu.since_spike_init
         start_kernel = kernel[neu.since_spike_init]
         for i in range(n_res):
             synaptic[i] = start_kernel * weight_sum[i]
@@ -329,53 +482,27 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
             if rule == 3:
                 for j in range(n):
                     calcium[j] = calcium[j] - calcium[j] / k.calcium_tau + (one if spiked[j] else zero)
-            if plastic:
-                change[:] = 0.0
-            # step 4 and the spikes' share of the current (with the weights before this step's change);
-            # with them, step 8's anti-causal terms at the targets that did not spike
+            # the spikers' kernels restart (step 6's reset, needed by both halves below)
             for a in range(n_spikers):
                 j = spikers[a]
-                jump = kernel[0] - kernel[since[j]]
+                jump[j] = kernel[0] - kernel[since[j]]
                 since[j] = 0
-                sign, lower, upper = pre_sign[j], pre_lower[j], pre_upper[j]
-                for p in range(pre_start[j], pre_start[j + 1]):
-                    i = target[p]
-                    q = pre_weight[p]
-                    old = weights[q]
-                    synaptic[i] += old * jump
-                    if plastic and not spiked[i]:
-                        new = min(max(old + _rule_change(rule, zero, trace[i], lr, astro, sign, calcium[i], k),
-                                      lower), upper)
-                        weights[q] = new
-                        moved = np.float64(new) - np.float64(old)
-                        change[i] += moved * kernel[0]
-                        if track_sum:
-                            weight_sum[i] += moved
-            # step 8 at the reservoir neurons that spiked: causal terms (and both terms where the
-            # presynaptic neuron spiked too), traces before their update
             if plastic:
-                if clip_first and r == first and t == 0:
-                    _clip_all(syn, weights, kernel, since, change, weight_sum)
-                for a in range(n_res_spikes):
-                    i = spikers[a]
-                    post_trace, post_calcium = trace[i], calcium[i]
-                    moved_current = 0.0
-                    moved_sum = 0.0
-                    for cls in range(3):         # incoming synapses by presynaptic class: exc, inh, input
-                        sign, lower, upper = class_sign[cls], class_lower[cls], class_upper[cls]
-                        for c in range(post_segment[i, cls], post_segment[i, cls + 1]):
-                            j = post_pre[c]
-                            anti = post_trace if spiked[j] else zero
-                            old = weights[c]          # "post" weight order: weight c is synapse c
-                            new = min(max(old + _rule_change(rule, trace[j], anti, lr, astro, sign, post_calcium, k),
-                                          lower), upper)
-                            weights[c] = new
-                            moved = np.float64(new) - np.float64(old)
-                            moved_current += moved * kernel[since[j]]
-                            moved_sum += moved
-                    change[i] += moved_current
-                    if track_sum:
-                        weight_sum[i] += moved_sum
+                for i in range(n_res):
+                    change[i] = 0.0
+            # steps 4 and 8
+            clip_now = clip_first and r == first and t == 0
+            if threaded:
+                _halves_threaded(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since,
+                                 syn, kernel, weights, trace, calcium, lr, astro, k.rate_threshold, k.rate_range,
+                                 synaptic, change, weight_sum)
+            else:
+                _halves(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                        weights, trace, calcium, lr, astro, k.rate_threshold, k.rate_range, synaptic, change,
+                        weight_sum)
+            if plastic:
+                if clip_now:
+                    _clip_quiet_targets(syn, kernel, weights, spiked, since, change, weight_sum)
                 # step 9: traces
                 for j in range(n):
                     trace[j] = k.trace_decay * ((k.trace_increment if spiked[j] else zero) + trace[j])
@@ -394,7 +521,8 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
             # step 5: leaky integration of the synaptic and input currents
             for i in range(n_res):
                 current[i] = np.float32(synaptic[i])
-            current[n_res:] = zero
+            for p in range(n_in):
+                current[n_res + p] = zero
             if event_mode:
                 for p in range(n_in):
                     if events[r, t, p] != 0:
@@ -418,20 +546,21 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
                 synaptic[i] = (synaptic[i] + change[i]) * neu.kernel_decay
 
 
-@nb.njit(inline="always")
-def _clip_all(syn, weights, kernel, since, change, weight_sum):
-    """Clip every weight into its class bounds, booking the changes into the current (first step)."""
-    for j in range(syn.pre_start.shape[0] - 1):
-        for p in range(syn.pre_start[j], syn.pre_start[j + 1]):
-            q = syn.pre_weight[p]
-            old = weights[q]
-            new = min(max(old, syn.lower[j]), syn.upper[j])
-            if new != old:
-                i = syn.target[p]
-                weights[q] = new
-                moved = np.float64(new) - np.float64(old)
-                change[i] += moved * kernel[since[j]]
-                weight_sum[i] += moved
+@nb.njit(cache=True, nogil=True)
+def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
+                syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro):
+    """`_stream` on one thread (the sample phase's rows, each already on a thread of its own)."""
+    _stream(False, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
+            syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
+
+
+@nb.njit(cache=True, nogil=True)
+def _run_stream_threaded(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
+                         syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster,
+                         out_astro):
+    """`_stream` with each step's two halves on two threads (the init phase: one stream, batch 1)."""
+    _stream(True, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
+            syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
 
 
 @nb.njit(cache=True, parallel=True, nogil=True)
@@ -456,6 +585,22 @@ def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn,
         if out_trace.shape[0] > 0:
             out_trace[r] = trace
             out_calcium[r] = calcium
+
+
+
+@nb.njit(cache=True, parallel=True)
+def _touch_threads(out):
+    for i in nb.prange(out.shape[0]):
+        out[i] = i
+
+
+@functools.lru_cache(maxsize=1)
+def quick_thread_launch() -> bool:
+    """Whether numba's threading layer starts a parallel loop in microseconds (OpenMP or TBB, about 2-3 us
+    here).  Only then does the init phase run each step's two halves on two threads: the fallback layer,
+    workqueue, takes about 50 us per launch, more than a step's work."""
+    _touch_threads(np.zeros(2))
+    return nb.threading_layer() in ("omp", "tbb")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -536,7 +681,8 @@ class EventPlasticSimulator(_EventEngine):
     """`simulator.PlasticSimulator` (learning weights) with the event-driven engine; same `run`.
 
     Sample phase: the rows run in parallel threads, each with its own copy of the weights.  Init phase:
-    one stream, one thread.
+    one stream whose steps each split their synaptic work over two threads (where numba has two and
+    `quick_thread_launch`).
     """
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str, params=None,
@@ -586,9 +732,11 @@ class EventPlasticSimulator(_EventEngine):
                       out["raster"], out["astro"], final, final_trace, final_calcium, self.order)
         else:
             trace, calcium = trace.copy(), calcium.copy()
-            _run_stream(code, False, 0, rows, event_mode, probabilities, events, keys, learns, steps,
-                        self.synapses, self.neurons, self.constants, weights, trace, calcium, clip_first,
-                        out["slot"], out["counts"], out["raster"], out["astro"])
+            threaded = nb.get_num_threads() > 1 and quick_thread_launch()
+            stream = _run_stream_threaded if threaded else _run_stream
+            stream(code, False, 0, rows, event_mode, probabilities, events, keys, learns, steps, self.synapses,
+                   self.neurons, self.constants, weights, trace, calcium, clip_first, out["slot"], out["counts"],
+                   out["raster"], out["astro"])
             final = self.from_engine_order(weights)[np.newaxis]
             final_trace, final_calcium = trace[np.newaxis], calcium[np.newaxis]
         return PlasticRun(out["counts"], out["raster"], out["astro"], final, final_trace, final_calcium)

@@ -4,6 +4,7 @@ The model itself is pinned on both engines by the shared tests (`test_simulator.
 `test_plasticity.py`: closed forms, hand-computed plasticity steps, the float64 reference); here
 only what is specific to the event-driven formulation.
 """
+import numba
 import numpy as np
 import pytest
 
@@ -140,6 +141,39 @@ def test_threads_do_not_change_the_result(net):
     two = EventLiquidSimulator(net, w, threads=2).run(probabilities, keys, steps=60, record_rows=[0, 5])
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[1], two[1])
+
+
+
+@pytest.mark.parametrize("rule, params, scale", [
+    ("stdp", {}, 3.0),
+    ("nalsm", {"astro_w": 0.015}, 3.0),
+    ("apstdp", {"rate_threshold": 0.5, "rate_range": 0.4}, 4.0),   # magnitudes 4 > w_max: the first-step clip
+])
+def test_init_phase_on_two_threads_equals_one_thread(net, rule, params, scale):
+    """The init phase splits each step's synaptic work over two threads: the same numbers, bit for bit."""
+    probabilities = np.random.default_rng(8).random((5, net.n_input)).astype(np.float32) * 0.5
+    keys = sample_keys(4, "init", np.arange(5))
+    w = synapse_weights(net, scale)
+    runs = [EventPlasticSimulator(net, w, rule, "init", SimParams(**params), threads=threads)
+            .run(probabilities, keys, steps=30) for threads in (1, 2)]
+    assert runs[0].counts.sum() > 20 and not np.array_equal(runs[0].weights[0], w)
+    for name in ("counts", "spikes", "astro", "weights", "trace", "calcium"):
+        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name), err_msg=name)
+
+
+def test_the_init_phase_uses_two_threads_only_where_numba_has_them_and_launches_them_quickly(net, monkeypatch):
+    from lsm_core.engines import event_driven
+
+    used = []
+    threaded = event_driven._run_stream_threaded
+    monkeypatch.setattr(event_driven, "_run_stream_threaded", lambda *args: used.append(1) or threaded(*args))
+    probabilities = np.full((1, net.n_input), 0.3, np.float32)
+    for threads in (1, 2):
+        EventPlasticSimulator(net, synapse_weights(net, 3.0), "stdp", "init", threads=threads).run(
+            probabilities, sample_keys(0, "init", np.arange(1)), steps=5)
+    quick = event_driven.quick_thread_launch()
+    assert quick == (numba.threading_layer() in ("omp", "tbb"))
+    assert used == ([1] if quick and numba.config.NUMBA_NUM_THREADS > 1 else [])
 
 
 def test_unequal_synaptic_time_constants_are_refused_with_the_way_out(net):
