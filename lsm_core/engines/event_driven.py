@@ -31,8 +31,7 @@ loops compiled by numba that visit only those synapses:
   presynaptic class (excitatory, inhibitory, input), inside which a rule's coefficients and bounds are
   constants.  The updates avoid data-dependent branches (the only one asks whether a presynaptic neuron
   spiked, which is rare): on these liquids a mispredicted branch costs more than the arithmetic it would
-  skip.  Inside a neuron's segment the rule is a compile-time constant (each loop is
-  compiled once per rule).
+  skip.  Inside the loops the rule is a compile-time constant (each loop is compiled once per rule).
 * **Threads.**  Rows of a sample-phase batch are independent and run in parallel threads.  The init
   phase is one stream, so there every step splits its synaptic work in two halves that touch disjoint
   weights and neurons, run on two threads: the spikes' share of the current and the anti-causal terms at
