@@ -310,12 +310,12 @@ def _spread_spikes(rule, track_sum, n_spikers, spikers, spiked, jump, syn, kerne
             if plastic:               # learning weights are in "post" order: these are at random places
                 _prefetch(weights, pre_weight[min(p + PREFETCH_AHEAD, last)])
             i = target[p]
+            if plastic and spiked[i]:
+                continue              # the spikers' half serves this target
             q = pre_weight[p]
             old = weights[q]
-            if not plastic:
-                synaptic[i] += old * jump_j
-            elif not spiked[i]:
-                synaptic[i] += old * jump_j
+            synaptic[i] += old * jump_j
+            if plastic:
                 new = min(max(old + _rule_change(rule, zero, trace[i], lr, astro, sign, calcium[i], threshold,
                                                  window), lower), upper)
                 weights[q] = new
