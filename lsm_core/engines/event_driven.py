@@ -31,12 +31,15 @@ loops compiled by numba that visit only those synapses:
   presynaptic class (excitatory, inhibitory, input), inside which a rule's coefficients and bounds are
   constants.  The updates avoid data-dependent branches (the only one asks whether a presynaptic neuron
   spiked, which is rare): on these liquids a mispredicted branch costs more than the arithmetic it would
-  skip.  Inside the loops the rule is a compile-time constant (each loop is compiled once per rule).
+  skip.  The rule is a compile-time constant of the compiled loops (`compiled_for_rule`): each rule is
+  compiled on its first use, and its loops carry no dispatch by rule.
 * **Threads.**  Rows of a sample-phase batch are independent and run in parallel threads.  The init
-  phase is one stream, so there every step splits its synaptic work in two halves that touch disjoint
-  weights and neurons, run on two threads: the spikes' share of the current and the anti-causal terms at
-  the targets that did not spike, and everything at the reservoir neurons that did.  Each half does the
-  same arithmetic in the same order as on one thread, so the results do not depend on the threads.
+  phase is one stream, so there every step cuts its synaptic work by postsynaptic neuron into parts,
+  blocks of the reservoir with about as many incoming synapses each (`SYNAPSE_PARTS`, two), run on that
+  many threads.  A part touches only its own neurons' currents and incoming weights: at its neurons that
+  did not spike, the spikes' share of the current and the anti-causal terms; at those that did,
+  everything.  Each neuron's sums run in the same order however the reservoir is cut, so the results do
+  not depend on the threads.
 
 Results agree with the XLA engine to rounding (the current is summed in a different order, in float64);
 state, weights and everything else are float32 computed with the same formulas in the same order.
@@ -46,7 +49,7 @@ Shapes: B rows, N = N_res + n_in neurons (reservoir first), T steps, n_syn synap
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numba as nb
 import numpy as np
@@ -76,6 +79,8 @@ RULE_CODES = {"static": 0, "stdp": 1, "nalsm": 2, "apstdp": 3}
 # the same; without the check per division LLVM can vectorise the neuron loops (7 times as fast).
 _COMPILED = dict(cache=True, nogil=True, error_model="numpy")
 
+SYNAPSE_PARTS = 2  # blocks of postsynaptic neurons a step's synaptic work is cut into (the init phase's threads)
+
 _stdp = nb.njit(inline="always")(rules.stdp_change_one)
 _nalsm = nb.njit(inline="always")(rules.nalsm_change_one)
 _apstdp = nb.njit(inline="always")(rules.apstdp_change_one)
@@ -90,7 +95,10 @@ class EventSynapses(NamedTuple):
     weight array per row (in `order`, see `build_synapses`).
 
     pre_start uint64 [N+1]: the synapses of presynaptic neuron j are p = pre_start[j]:pre_start[j+1], with
-    postsynaptic neuron target[p] (uint32) and weight index pre_weight[p] (uint32);  post_segment uint64
+    postsynaptic neuron target[p] (uint32, ascending within j's synapses) and weight index pre_weight[p]
+    (uint32).  The reservoir is cut into parts, blocks of consecutive postsynaptic neurons with about as
+    many incoming synapses each: part k is neurons part_start[k]:part_start[k+1] (uint64 [P+1]), and j's
+    synapses into it are p = pre_part[j, k]:pre_part[j, k+1] (uint64 [N, P+1]).  post_segment uint64
     [N_res, 4]: the incoming synapses of reservoir neuron i are c = post_segment[i, 0]:post_segment[i, 3],
     from excitatory neurons up to post_segment[i, 1], then from inhibitory ones up to post_segment[i, 2],
     then from input neurons, with presynaptic neuron post_pre[c] (uint32) and weight index post_weight[c]
@@ -105,6 +113,8 @@ class EventSynapses(NamedTuple):
     pre_start: np.ndarray
     target: np.ndarray
     pre_weight: np.ndarray
+    part_start: np.ndarray
+    pre_part: np.ndarray
     post_segment: np.ndarray
     post_pre: np.ndarray
     post_weight: np.ndarray
@@ -146,7 +156,8 @@ class EventConstants(NamedTuple):
     trace_increment: np.float32
 
 
-def build_synapses(net: Network, w_max: float, weight_order: str = "pre") -> tuple[EventSynapses, np.ndarray]:
+def build_synapses(net: Network, w_max: float, weight_order: str = "pre",
+                   parts: int = SYNAPSE_PARTS) -> tuple[EventSynapses, np.ndarray]:
     """The engine's synapse tables and `order` int64 [n_syn]: weight index -> synapse-list index.
 
     weight_order "pre": weights stored by presynaptic neuron, so that spike propagation streams through
@@ -171,9 +182,21 @@ def build_synapses(net: Network, w_max: float, weight_order: str = "pre") -> tup
     start = np.concatenate([[0], np.cumsum(per_class.sum(axis=1))[:-1]])
     post_segment = start[:, None] + np.concatenate([np.zeros((net.n_res, 1), np.int64),
                                                     np.cumsum(per_class, axis=1)], axis=1)
+    # parts: consecutive reservoir neurons, cut where the running in-degree passes k / parts of the total
+    parts = max(1, min(int(parts), net.n_res))
+    in_degree_before = np.concatenate([start, [len(by_pre)]])
+    part_start = np.searchsorted(in_degree_before, np.arange(parts + 1) * len(by_pre) / parts, side="left")
+    part_start[0], part_start[-1] = 0, net.n_res
+    part_start = np.maximum.accumulate(part_start)
+    part_of_synapse = np.searchsorted(part_start, syn.post[by_pre], side="right") - 1
+    per_part = np.zeros((net.n_neurons, parts), np.int64)
+    np.add.at(per_part, (syn.pre[by_pre], part_of_synapse), 1)
+    pre_part = pre_start[:-1, None] + np.concatenate([np.zeros((net.n_neurons, 1), np.int64),
+                                                       np.cumsum(per_part, axis=1)], axis=1)
     tables = EventSynapses(
         pre_start=pre_start.astype(np.uint64), target=np.ascontiguousarray(syn.post[by_pre], np.uint32),
-        pre_weight=np.ascontiguousarray(pre_weight, np.uint32), post_segment=post_segment.astype(np.uint64),
+        pre_weight=np.ascontiguousarray(pre_weight, np.uint32), part_start=part_start.astype(np.uint64),
+        pre_part=np.ascontiguousarray(pre_part, np.uint64), post_segment=post_segment.astype(np.uint64),
         post_pre=np.ascontiguousarray(syn.pre, np.uint32), post_weight=np.ascontiguousarray(post_weight, np.int64),
         sign=np.where(neuron_class == INH, -1.0, 1.0).astype(np.float32),
         lower=np.where(neuron_class == EXC, 0.0, -w_max).astype(np.float32),
@@ -285,33 +308,34 @@ def _rule_change(rule, causal, anti_causal, lr, astro, sign, post_calcium, thres
     return _apstdp(causal, anti_causal, lr, sign, post_calcium, threshold, window, np.float32(0.0))
 
 
-# A step's synaptic work (steps 4 and 8) comes in two halves that touch disjoint weights and neurons, so
-# that one stream can run them on two threads.  The functions below take plain arrays: numba's parallel
-# loops do not write through arrays held in tuples.
+# A step's synaptic work (steps 4 and 8) comes in parts, one per block of postsynaptic reservoir neurons
+# (`EventSynapses.part_start`).  Parts touch disjoint weights and neurons, so that one stream can run them
+# on several threads (where each core has a cache of its own, each keeps its block of weights there).  The
+# functions below take plain arrays: numba's parallel loops do not write through arrays held in tuples.
 #
 # Arrays of the step: spiked bool [N]; spikers int64 [N] (ascending, the first n_res_spikes reservoir
 # neurons); jump float64 [N] (kernel[0] - kernel[s] before the spike, for this step's spikers); since
 # int64 [N] (already 0 for this step's spikers); synaptic, change, weight_sum float64 [N_res].
 
 @nb.njit(inline="always")
-def _spread_spikes(rule, track_sum, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium, lr,
-                   astro, threshold, window, synaptic, change, weight_sum):
-    """Step 4 (the spikes' share of the current) at every target that did not spike this step, with
-    step 8's anti-causal terms there; without plasticity, at every target."""
+def _spread_spikes(rule, track_sum, part, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
+                   lr, astro, threshold, window, synaptic, change, weight_sum):
+    """Step 4 (the spikes' share of the current) at the part's targets that did not spike this step, with
+    step 8's anti-causal terms there; without plasticity, at every target of the part."""
     zero = np.float32(0.0)
     plastic = rule != 0
-    pre_start, target, pre_weight = syn.pre_start, syn.target, syn.pre_weight
+    pre_part, target, pre_weight = syn.pre_part, syn.target, syn.pre_weight
     last = pre_weight.shape[0] - 1
     for a in range(n_spikers):
         j = spikers[a]
         jump_j = jump[j]
         sign, lower, upper = syn.sign[j], syn.lower[j], syn.upper[j]
-        for p in range(pre_start[j], pre_start[j + 1]):
+        for p in range(pre_part[j, part], pre_part[j, part + 1]):
             if plastic:               # learning weights are in "post" order: these are at random places
                 _prefetch(weights, pre_weight[min(p + PREFETCH_AHEAD, last)])
             i = target[p]
             if plastic and spiked[i]:
-                continue              # the spikers' half serves this target
+                continue              # `_learn_at_spikers` serves this target
             q = pre_weight[p]
             old = weights[q]
             synaptic[i] += old * jump_j
@@ -326,16 +350,22 @@ def _spread_spikes(rule, track_sum, n_spikers, spikers, spiked, jump, syn, kerne
 
 
 @nb.njit(inline="always")
-def _learn_at_spikers(rule, track_sum, clip_now, n_res_spikes, spikers, spiked, jump, since, syn, kernel, weights,
-                      trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
-    """Steps 4 and 8 at the reservoir neurons that spiked this step: the spikes' share of their current,
-    then the causal terms of all their incoming synapses (both terms where the presynaptic neuron spiked
-    too), traces before their update.  Learning weights are in "post" order (weight c is synapse c).
-    `clip_now` (the call's first step): weights outside their bounds are clipped before their change."""
+def _learn_at_spikers(rule, track_sum, clip_now, part, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                      weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+    """Steps 4 and 8 at the part's reservoir neurons that spiked this step: the spikes' share of their
+    current, then the causal terms of all their incoming synapses (both terms where the presynaptic
+    neuron spiked too), traces before their update.  Learning weights are in "post" order (weight c is
+    synapse c).  `clip_now` (the call's first step): weights outside their bounds are clipped before their
+    change."""
     zero = np.float32(0.0)
     post_segment, post_pre = syn.post_segment, syn.post_pre
+    first_target, end_target = syn.part_start[part], syn.part_start[part + 1]
     for a in range(n_res_spikes):
         i = spikers[a]
+        if i < first_target:
+            continue
+        if i >= end_target:
+            break
         post_trace, post_calcium = trace[i], calcium[i]
         current = synaptic[i]
         moved_current = 0.0
@@ -363,50 +393,40 @@ def _learn_at_spikers(rule, track_sum, clip_now, n_res_spikes, spikers, spiked, 
 
 
 @nb.njit(inline="always")
-def _both_halves(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-                 weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
-    """Steps 4 and 8: the two halves as the two iterations of a `prange` (on two threads in
-    `_halves_threaded`, compiled with parallel=True; one after the other in `_halves`).  Each half is
-    written out once per rule code, so that the rule is a constant inside its loops."""
-    for half in nb.prange(2):
-        if half == 0:
-            if rule == 1:
-                _spread_spikes(1, track_sum, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
-                               lr, astro, threshold, window, synaptic, change, weight_sum)
-            elif rule == 2:
-                _spread_spikes(2, track_sum, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
-                               lr, astro, threshold, window, synaptic, change, weight_sum)
-            elif rule == 3:
-                _spread_spikes(3, track_sum, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
-                               lr, astro, threshold, window, synaptic, change, weight_sum)
-            else:
-                _spread_spikes(0, track_sum, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
-                               lr, astro, threshold, window, synaptic, change, weight_sum)
-        elif rule == 1:
-            _learn_at_spikers(1, track_sum, clip_now, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-                              weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
-        elif rule == 2:
-            _learn_at_spikers(2, track_sum, clip_now, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-                              weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
-        elif rule == 3:
-            _learn_at_spikers(3, track_sum, clip_now, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-                              weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+def _synaptic_part(rule, track_sum, clip_now, part, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn,
+                   kernel, weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+    """Steps 4 and 8 at the reservoir neurons of one part: its quiet targets, then its spikers."""
+    _spread_spikes(rule, track_sum, part, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
+                   lr, astro, threshold, window, synaptic, change, weight_sum)
+    if rule != 0:
+        _learn_at_spikers(rule, track_sum, clip_now, part, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                          weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+
+
+@nb.njit(inline="always")
+def _all_parts(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+               weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+    """Steps 4 and 8: the parts as the iterations of a `prange` (on several threads in `_parts_threaded`,
+    compiled with parallel=True; one after the other in `_parts_here`)."""
+    for part in nb.prange(syn.part_start.shape[0] - 1):
+        _synaptic_part(rule, track_sum, clip_now, part, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn,
+                       kernel, weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
 
 
 @nb.njit(**_COMPILED)
-def _halves(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel, weights,
-            trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
-    """`_both_halves` on this thread."""
-    _both_halves(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-                 weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+def _parts_here(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+    """`_all_parts` on this thread."""
+    _all_parts(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+               weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
 
 
 @nb.njit(parallel=True, **_COMPILED)
-def _halves_threaded(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-                     weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
-    """`_both_halves` on two threads."""
-    _both_halves(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-                 weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+def _parts_threaded(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn,
+                    kernel, weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+    """`_all_parts` on numba's threads, one part each."""
+    _all_parts(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+               weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
 
 
 @nb.njit(inline="always")
@@ -429,7 +449,7 @@ def _clip_quiet_targets(syn, kernel, weights, spiked, since, change, weight_sum)
 
 
 @nb.njit(inline="always")
-def _stream(threaded, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
+def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
             syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro):
     """Simulate samples first..stop-1 one after another on one liquid (one stream).
 
@@ -440,9 +460,9 @@ def _stream(threaded, rule, sample_phase, first, stop, event_mode, probabilities
     r: counts int32 [r, N_res]; out_raster[record_slot[r]] bool [T, N] where record_slot[r] >= 0;
     astro float32 [r, T] (A after each step).  `clip_first`: clip every weight at the first step.
 
-    A step's synaptic work has two halves that touch disjoint weights and neurons: `_spread_spikes`
-    (targets that did not spike) and `_learn_at_spikers` (reservoir neurons that spiked).  `threaded`:
-    run them on two threads at every step; otherwise one after the other, on this thread.
+    `run_parts` (`_parts_here` or `_parts_threaded`) does a step's synaptic work, part by part: in each,
+    `_spread_spikes` (targets that did not spike) and `_learn_at_spikers` (reservoir neurons that spiked).
+    `rule` is a literal (see `compiled_for_rule`).
     """
     kernel = neu.kernel
     tau_v, v_thresh, bias, t_refrac, cap = neu.tau_v, neu.v_thresh, neu.bias, neu.t_refrac, neu.since_spike_cap
@@ -514,7 +534,7 @@ def _stream(threaded, rule, sample_phase, first, stop, event_mode, probabilities
             if rule == 3:
                 for j in range(n):
                     calcium[j] = calcium[j] - calcium[j] / k.calcium_tau + (one if spiked[j] else zero)
-            # the spikers' kernels restart (step 6's reset, needed by both halves below)
+            # the spikers' kernels restart (step 6's reset, needed by the parts below)
             for a in range(n_spikers):
                 j = spikers[a]
                 jump[j] = kernel[0] - kernel[since[j]]
@@ -524,14 +544,9 @@ def _stream(threaded, rule, sample_phase, first, stop, event_mode, probabilities
                     change[i] = 0.0
             # steps 4 and 8
             clip_now = clip_first and r == first and t == 0
-            if threaded:
-                _halves_threaded(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since,
-                                 syn, kernel, weights, trace, calcium, lr, astro, k.rate_threshold, k.rate_range,
-                                 synaptic, change, weight_sum)
-            else:
-                _halves(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-                        weights, trace, calcium, lr, astro, k.rate_threshold, k.rate_range, synaptic, change,
-                        weight_sum)
+            run_parts(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
+                      weights, trace, calcium, lr, astro, k.rate_threshold, k.rate_range, synaptic, change,
+                      weight_sum)
             if plastic:
                 if clip_now:
                     _clip_quiet_targets(syn, kernel, weights, spiked, since, change, weight_sum)
@@ -582,7 +597,8 @@ def _stream(threaded, rule, sample_phase, first, stop, event_mode, probabilities
 def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
                 syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro):
     """`_stream` on one thread (the sample phase's rows, each already on a thread of its own)."""
-    _stream(False, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
+    nb.literally(rule)
+    _stream(_parts_here, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
             syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
 
 
@@ -590,8 +606,9 @@ def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, even
 def _run_stream_threaded(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
                          syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster,
                          out_astro):
-    """`_stream` with each step's two halves on two threads (the init phase: one stream, batch 1)."""
-    _stream(True, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
+    """`_stream` with each step's parts on numba's threads (the init phase: one stream, batch 1)."""
+    nb.literally(rule)
+    _stream(_parts_threaded, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
             syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
 
 
@@ -604,6 +621,7 @@ def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn,
     out_weights float32 [B, n_syn] (synapse-list order, via `order`), out_trace and out_calcium float32
     [B, N]: each row's final values (each [0, ...] when not wanted).
     """
+    nb.literally(rule)
     rows = out_counts.shape[0]
     for r in nb.prange(rows):
         weights = start_weights.copy()
@@ -619,6 +637,42 @@ def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn,
             out_calcium[r] = calcium
 
 
+class RuleKernels(NamedTuple):
+    """`_run_rows`, `_run_stream` and `_run_stream_threaded` for one rule, without their first argument."""
+
+    rows: Callable
+    stream: Callable
+    stream_threaded: Callable
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_for_rule(rule: int) -> RuleKernels:
+    """The compiled entry points for one rule code.
+
+    The rule is a constant in them, which numba types as a literal: each rule's loops are compiled on its
+    first use only (and cached on disk), with the rule fixed inside them, so they carry no dispatch by rule.
+    """
+    def rows(event_mode, probabilities, events, keys, learns, steps, syn, neu, k, start_weights, start_trace,
+             start_calcium, clip_first, record_slot, out_counts, out_raster, out_astro, out_weights, out_trace,
+             out_calcium, order):
+        _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn, neu, k, start_weights,
+                  start_trace, start_calcium, clip_first, record_slot, out_counts, out_raster, out_astro,
+                  out_weights, out_trace, out_calcium, order)
+
+    def stream(sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps, syn, neu, k,
+               weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro):
+        _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
+                    syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
+
+    def stream_threaded(sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps, syn,
+                        neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster,
+                        out_astro):
+        _run_stream_threaded(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns,
+                             steps, syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts,
+                             out_raster, out_astro)
+
+    return RuleKernels(*(nb.njit(**_COMPILED)(entry) for entry in (rows, stream, stream_threaded)))
+
 
 @nb.njit(cache=True, parallel=True)
 def _touch_threads(out):
@@ -629,7 +683,7 @@ def _touch_threads(out):
 @functools.lru_cache(maxsize=1)
 def quick_thread_launch() -> bool:
     """Whether numba's threading layer starts a parallel loop in microseconds (OpenMP or TBB, about 2-3 us
-    here).  Only then does the init phase run each step's two halves on two threads: the fallback layer,
+    here).  Only then does the init phase run each step's parts on several threads: the fallback layer,
     workqueue, takes about 50 us per launch, more than a step's work."""
     _touch_threads(np.zeros(2))
     return nb.threading_layer() in ("omp", "tbb")
@@ -693,10 +747,11 @@ class EventLiquidSimulator(_EventEngine):
         out = _outputs(len(keys), steps, self.n_neurons, self.n_res, record_rows)
         self._threads()
         zeros = np.zeros(self.n_neurons, np.float32)
-        _run_rows(0, event_mode, probabilities, events, keys, np.ones(len(keys), np.float32), steps,
-                  self.synapses, self.neurons, self.constants, self.weights, zeros, zeros, False,
-                  out["slot"], out["counts"], out["raster"], out["astro"], np.zeros((0, 0), np.float32),
-                  np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), self.order)
+        nothing = np.zeros((0, 0), np.float32)
+        compiled_for_rule(0).rows(event_mode, probabilities, events, keys, np.ones(len(keys), np.float32), steps,
+                                  self.synapses, self.neurons, self.constants, self.weights, zeros, zeros, False,
+                                  out["slot"], out["counts"], out["raster"], out["astro"], nothing, nothing, nothing,
+                                  self.order)
         return out["counts"], out["raster"]
 
 
@@ -713,7 +768,7 @@ class EventPlasticSimulator(_EventEngine):
     """`simulator.PlasticSimulator` (learning weights) with the event-driven engine; same `run`.
 
     Sample phase: the rows run in parallel threads, each with its own copy of the weights.  Init phase:
-    one stream whose steps each split their synaptic work over two threads (where numba has two and
+    one stream whose steps each cut their synaptic work into parts on two threads (where numba has two and
     `quick_thread_launch`).
     """
 
@@ -759,14 +814,16 @@ class EventPlasticSimulator(_EventEngine):
         if self.phase == "sample":
             final = np.empty((rows, len(self.order)), np.float32)
             final_trace, final_calcium = (np.empty((rows, self.n_neurons), np.float32) for _ in range(2))
-            _run_rows(code, event_mode, probabilities, events, keys, learns, steps, self.synapses, self.neurons,
-                      self.constants, weights, trace, calcium, clip_first, out["slot"], out["counts"],
-                      out["raster"], out["astro"], final, final_trace, final_calcium, self.order)
+            compiled_for_rule(code).rows(event_mode, probabilities, events, keys, learns, steps, self.synapses,
+                                         self.neurons, self.constants, weights, trace, calcium, clip_first,
+                                         out["slot"], out["counts"], out["raster"], out["astro"], final,
+                                         final_trace, final_calcium, self.order)
         else:
             trace, calcium = trace.copy(), calcium.copy()
             threaded = nb.get_num_threads() > 1 and quick_thread_launch()
-            stream = _run_stream_threaded if threaded else _run_stream
-            stream(code, False, 0, rows, event_mode, probabilities, events, keys, learns, steps, self.synapses,
+            kernels = compiled_for_rule(code)
+            stream = kernels.stream_threaded if threaded else kernels.stream
+            stream(False, 0, rows, event_mode, probabilities, events, keys, learns, steps, self.synapses,
                    self.neurons, self.constants, weights, trace, calcium, clip_first, out["slot"], out["counts"],
                    out["raster"], out["astro"])
             final = self.from_engine_order(weights)[np.newaxis]

@@ -161,12 +161,52 @@ def test_init_phase_on_two_threads_equals_one_thread(net, rule, params, scale):
         np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name), err_msg=name)
 
 
+@pytest.mark.parametrize("rule, params", [("nalsm", {"astro_w": 0.015}), ("apstdp", {"rate_threshold": 0.5,
+                                                                                       "rate_range": 0.4})])
+def test_any_cut_of_the_reservoir_into_parts_gives_the_same_numbers(net, rule, params):
+    """A step's synaptic work is cut into blocks of postsynaptic neurons; how many changes nothing."""
+    from lsm_core.engines.event_driven import build_synapses
+
+    probabilities = np.random.default_rng(9).random((4, net.n_input)).astype(np.float32) * 0.5
+    keys = sample_keys(5, "init", np.arange(4))
+    runs = []
+    for parts in (1, 2, 3, net.n_res):
+        sim = EventPlasticSimulator(net, synapse_weights(net, 3.0), rule, "init", SimParams(**params), threads=2)
+        sim.synapses, _ = build_synapses(net, sim.params.w_max, "post", parts=parts)
+        assert len(sim.synapses.part_start) == parts + 1
+        runs.append(sim.run(probabilities, keys, steps=25))
+    assert runs[0].counts.sum() > 20
+    for run in runs[1:]:
+        for name in ("counts", "astro", "weights", "trace", "calcium"):
+            np.testing.assert_array_equal(getattr(runs[0], name), getattr(run, name), err_msg=name)
+
+
+def test_the_parts_hold_about_equal_numbers_of_synapses(net):
+    from lsm_core.engines.event_driven import build_synapses
+
+    tables, _ = build_synapses(net, 3.0, "post", parts=2)
+    start, cut, end = (int(x) for x in tables.part_start)
+    assert start == 0 and end == net.n_res and 0 < cut < net.n_res
+    in_part = [int(tables.post_segment[cut, 0]), len(tables.post_pre) - int(tables.post_segment[cut, 0])]
+    assert abs(in_part[0] - in_part[1]) <= 2 * int(np.diff(tables.post_segment[:, [0, 3]]).max())
+    target = tables.target.astype(np.int64)
+    for j in range(net.n_neurons):         # each presynaptic neuron's synapses split at the cut
+        first, middle, last = (int(x) for x in tables.pre_part[j])
+        assert first == tables.pre_start[j] and last == tables.pre_start[j + 1]
+        assert np.all(target[first:middle] < cut) and np.all(target[middle:last] >= cut)
+
+
 def test_the_init_phase_uses_two_threads_only_where_numba_has_them_and_launches_them_quickly(net, monkeypatch):
     from lsm_core.engines import event_driven
 
     used = []
-    threaded = event_driven._run_stream_threaded
-    monkeypatch.setattr(event_driven, "_run_stream_threaded", lambda *args: used.append(1) or threaded(*args))
+    compiled = event_driven.compiled_for_rule
+
+    def spying(rule):
+        kernels = compiled(rule)
+        return kernels._replace(stream_threaded=lambda *args: used.append(1) or kernels.stream_threaded(*args))
+
+    monkeypatch.setattr(event_driven, "compiled_for_rule", spying)
     probabilities = np.full((1, net.n_input), 0.3, np.float32)
     for threads in (1, 2):
         EventPlasticSimulator(net, synapse_weights(net, 3.0), "stdp", "init", threads=threads).run(
