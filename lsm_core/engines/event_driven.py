@@ -325,14 +325,16 @@ def _spread_spikes(rule, track_sum, part, n_spikers, spikers, spiked, jump, syn,
     zero = np.float32(0.0)
     plastic = rule != 0
     pre_part, target, pre_weight = syn.pre_part, syn.target, syn.pre_weight
-    last = pre_weight.shape[0] - 1
     for a in range(n_spikers):
         j = spikers[a]
         jump_j = jump[j]
         sign, lower, upper = syn.sign[j], syn.lower[j], syn.upper[j]
-        for p in range(pre_part[j, part], pre_part[j, part + 1]):
-            if plastic:               # learning weights are in "post" order: these are at random places
-                _prefetch(weights, pre_weight[min(p + PREFETCH_AHEAD, last)])
+        stop = pre_part[j, part + 1]
+        for p in range(pre_part[j, part], stop):
+            if plastic:               # learning weights are in "post" order: these are at random places.
+                # Only the part's own: a prefetch is for writing, and would take another part's line
+                # from the cache of the thread that works on it.
+                _prefetch(weights, pre_weight[min(p + PREFETCH_AHEAD, stop - 1)])
             i = target[p]
             if plastic and spiked[i]:
                 continue              # `_learn_at_spikers` serves this target
