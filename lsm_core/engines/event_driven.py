@@ -186,8 +186,7 @@ def build_synapses(net: Network, w_max: float, weight_order: str = "pre",
     parts = max(1, min(int(parts), net.n_res))
     in_degree_before = np.concatenate([start, [len(by_pre)]])
     part_start = np.searchsorted(in_degree_before, np.arange(parts + 1) * len(by_pre) / parts, side="left")
-    part_start[0], part_start[-1] = 0, net.n_res
-    part_start = np.maximum.accumulate(part_start)
+    part_start[-1] = net.n_res                        # past neurons without incoming synapses, if any
     part_of_synapse = np.searchsorted(part_start, syn.post[by_pre], side="right") - 1
     per_part = np.zeros((net.n_neurons, parts), np.int64)
     np.add.at(per_part, (syn.pre[by_pre], part_of_synapse), 1)
@@ -705,12 +704,14 @@ def _inputs_for_kernel(inputs, steps, n_input):
 
 
 class _EventEngine:
-    """What both event-driven simulators share: the tables, the constants, thread settings."""
+    """What both event-driven simulators share: the tables, the constants, thread settings.  `parts`: the
+    blocks of postsynaptic neurons a step is cut into for threads (`build_synapses`)."""
 
-    def __init__(self, net: Network, params, threads: Optional[int] = None, weight_order: str = "pre"):
+    def __init__(self, net: Network, params, threads: Optional[int] = None, weight_order: str = "pre",
+                 parts: int = 1):
         self.params = params if params is not None else SimParams()
         self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
-        self.synapses, self.order = build_synapses(net, self.params.w_max, weight_order)
+        self.synapses, self.order = build_synapses(net, self.params.w_max, weight_order, parts)
         self.neurons = build_neurons(net, astro_mask_of(self.params, net.n_res, net.n_input))
         self.constants = event_constants(self.params)
         self.threads = threads
@@ -776,7 +777,8 @@ class EventPlasticSimulator(_EventEngine):
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str, params=None,
                  reference_batch_quirk: bool = False, threads: Optional[int] = None):
-        super().__init__(net, params, threads, weight_order="post")
+        # only the init phase cuts its steps into parts for threads; a sample-phase row has a thread of its own
+        super().__init__(net, params, threads, weight_order="post", parts=SYNAPSE_PARTS if phase == "init" else 1)
         check_plastic_settings(rule, phase, self.params)
         self.rule, self.phase = rule, phase
         self.reference_batch_quirk = reference_batch_quirk and phase == "sample"
