@@ -56,13 +56,34 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, lock: RunLo
     try:
         return _run(config, log, lock, position)
     except KeyboardInterrupt as exc:          # Ctrl-C or SIGTERM (cli.signals_stop_cleanly): say where
-        exc.where = f"interrupted by {interruption(exc)[0]} at {position.at}; re-run the same command to resume"
-        if position.run_log is not None:
-            try:
-                RunLog(position.run_log, echo=False)(exc.where)
-            except UserError:                   # run.log cannot be written (a full disk): stderr still says it
-                pass
+        _say_where(exc, position)
         raise
+    except Exception as exc:
+        # Library clean-up code can fail on the way out of an interruption (zipfile refuses to close an
+        # archive whose member is half written) and so replace it: it is still that interruption.
+        stopped = interruption_behind(exc)
+        if stopped is None:
+            raise
+        _say_where(stopped, position)
+        raise stopped from None
+
+
+def interruption_behind(exc: BaseException) -> Optional[KeyboardInterrupt]:
+    """The Ctrl-C or SIGTERM that `exc` was raised while handling, if any."""
+    cause = exc.__context__
+    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+        cause = cause.__context__
+    return cause
+
+
+def _say_where(exc: KeyboardInterrupt, position: "Position") -> None:
+    """Attach where the run stopped to the interruption and write it to run.log."""
+    exc.where = f"interrupted by {interruption(exc)[0]} at {position.at}; re-run the same command to resume"
+    if position.run_log is not None:
+        try:
+            RunLog(position.run_log, echo=False)(exc.where)
+        except UserError:                   # run.log cannot be written (a full disk): stderr still says it
+            pass
 
 
 class Position:

@@ -646,3 +646,35 @@ def test_astro_density_joins_the_identity_and_changes_the_nalsm_liquid(tmp_path)
     assert not np.array_equal(*w_ini)                      # the astrocyte modulated the init phase differently
     with pytest.raises(UserError, match="astro_density"):
         pipeline.run(replace(base, version=5, astro_density=0.0), log=quiet)
+
+
+def test_an_error_raised_on_the_way_out_of_a_sigterm_is_still_that_sigterm(tmp_path, monkeypatch):
+    """SIGTERM inside numpy's savez made zipfile raise ValueError while closing: the run must still stop as
+    interrupted (exit 143 in the scripts), saying where, not with that ValueError's traceback."""
+    from lsm_core.errors import Terminated
+    from lsm_core.runs import folder as folder_module
+
+    def savez_cut_by_sigterm(*args, **kwargs):
+        try:
+            raise Terminated
+        finally:
+            raise ValueError("Can't close the ZIP file while there is an open writing handle on it.")
+
+    monkeypatch.setattr(folder_module, "npz_bytes", savez_cut_by_sigterm)
+    with pytest.raises(Terminated) as stopped:
+        pipeline.run(tiny_config(tmp_path), log=quiet)
+    assert stopped.value.where.startswith("interrupted by SIGTERM at ")
+    assert "re-run the same command to resume" in stopped.value.where
+    run_log = (tmp_path / "train_data" / "ver_3" / "run.log").read_text()
+    assert "interrupted by SIGTERM" in run_log
+
+
+def test_an_ordinary_error_is_not_taken_for_an_interruption():
+    assert pipeline.interruption_behind(ValueError("plain")) is None
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise OSError("while stopping")
+    except OSError as exc:
+        assert isinstance(pipeline.interruption_behind(exc), KeyboardInterrupt)
