@@ -38,8 +38,9 @@ loops compiled by numba that visit only those synapses:
   blocks of the reservoir with about as many incoming synapses each (`SYNAPSE_PARTS`, two), run on that
   many threads.  A part touches only its own neurons' currents and incoming weights: at its neurons that
   did not spike, the spikes' share of the current and the anti-causal terms; at those that did,
-  everything.  Each neuron's sums run in the same order however the reservoir is cut, so the results do
-  not depend on the threads.
+  everything; then, for all of them, the end of the step's synaptic current (so that a neuron's sums stay
+  in the cache of the core that works on it).  Each neuron's sums run in the same order however the
+  reservoir is cut, so the results do not depend on the threads.
 
 Results agree with the XLA engine to rounding (the current is summed in a different order, in float64);
 state, weights and everything else are float32 computed with the same formulas in the same order.
@@ -314,7 +315,8 @@ def _rule_change(rule, causal, anti_causal, lr, astro, sign, post_calcium, thres
 #
 # Arrays of the step: spiked bool [N]; spikers int64 [N] (ascending, the first n_res_spikes reservoir
 # neurons); jump float64 [N] (kernel[0] - kernel[s] before the spike, for this step's spikers); since
-# int64 [N] (already 0 for this step's spikers); synaptic, change, weight_sum float64 [N_res].
+# uint16 [N] (already 0 for this step's spikers); synaptic, change, weight_sum float64 [N_res]; current
+# float32 [N] (the part writes its neurons' synaptic current into it).
 
 @nb.njit(inline="always")
 def _spread_spikes(rule, track_sum, part, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
@@ -395,46 +397,64 @@ def _learn_at_spikers(rule, track_sum, clip_now, part, n_res_spikes, spikers, sp
 
 @nb.njit(inline="always")
 def _synaptic_part(rule, track_sum, clip_now, part, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn,
-                   kernel, weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
-    """Steps 4 and 8 at the reservoir neurons of one part: its quiet targets, then its spikers."""
+                   kernel, weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum,
+                   current, kernel_decay):
+    """A step's synaptic work at the reservoir neurons of one part: steps 4 and 8 at its quiet targets, then
+    at its spikers (the first step of a call also clips its other weights), then the end of the step for
+    its currents: current float32 [N] gets step 5's synaptic current, and step 6 brings in the step's weight
+    changes and decays every kernel by `kernel_decay` (q).  Done here, each part's neurons stay with the
+    thread that works on them."""
     _spread_spikes(rule, track_sum, part, n_spikers, spikers, spiked, jump, syn, kernel, weights, trace, calcium,
                    lr, astro, threshold, window, synaptic, change, weight_sum)
     if rule != 0:
         _learn_at_spikers(rule, track_sum, clip_now, part, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
                           weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+        if clip_now:
+            _clip_quiet_targets(part, syn, kernel, weights, spiked, since, change, weight_sum)
+    for i in range(syn.part_start[part], syn.part_start[part + 1]):
+        current[i] = np.float32(synaptic[i])
+        synaptic[i] = (synaptic[i] + change[i]) * kernel_decay
+        if rule != 0:
+            change[i] = 0.0
 
 
 @nb.njit(inline="always")
 def _all_parts(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-               weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
-    """Steps 4 and 8: the parts as the iterations of a `prange` (on several threads in `_parts_threaded`,
+               weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum, current,
+               kernel_decay):
+    """A step's synaptic work: the parts as the iterations of a `prange` (on several threads in `_parts_threaded`,
     compiled with parallel=True; one after the other in `_parts_here`)."""
     for part in nb.prange(syn.part_start.shape[0] - 1):
         _synaptic_part(rule, track_sum, clip_now, part, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn,
-                       kernel, weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+                       kernel, weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum,
+                       current, kernel_decay)
 
 
 @nb.njit(**_COMPILED)
 def _parts_here(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-                weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+                weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum, current,
+                kernel_decay):
     """`_all_parts` on this thread."""
     _all_parts(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-               weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+               weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum, current,
+               kernel_decay)
 
 
 @nb.njit(parallel=True, **_COMPILED)
 def _parts_threaded(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn,
-                    kernel, weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
+                    kernel, weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum,
+                    current, kernel_decay):
     """`_all_parts` on numba's threads, one part each."""
     _all_parts(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
-               weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
+               weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum, current,
+               kernel_decay)
 
 
 @nb.njit(inline="always")
-def _clip_quiet_targets(syn, kernel, weights, spiked, since, change, weight_sum):
-    """The first step's clip of the weights `_learn_at_spikers` did not visit (into neurons that did not
-    spike), booking the changes into the current."""
-    for i in range(syn.post_segment.shape[0]):
+def _clip_quiet_targets(part, syn, kernel, weights, spiked, since, change, weight_sum):
+    """The first step's clip of the weights `_learn_at_spikers` did not visit (into the part's neurons that
+    did not spike), booking the changes into the current."""
+    for i in range(syn.part_start[part], syn.part_start[part + 1]):
         if spiked[i]:
             continue
         for cls in range(3):
@@ -462,8 +482,9 @@ def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilitie
     astro float32 [r, T] (A after each step).  `clip_first`: clip every weight at the first step.
 
     `run_parts` (`_parts_here` or `_parts_threaded`) does a step's synaptic work, part by part: in each,
-    `_spread_spikes` (targets that did not spike) and `_learn_at_spikers` (reservoir neurons that spiked).
-    `rule` is a literal (see `compiled_for_rule`).
+    `_spread_spikes` (targets that did not spike) and `_learn_at_spikers` (reservoir neurons that spiked),
+    then the step's synaptic current of the part's neurons and its decay.  `rule` is a literal (see
+    `compiled_for_rule`).
     """
     kernel = neu.kernel
     tau_v, v_thresh, bias, t_refrac, cap = neu.tau_v, neu.v_thresh, neu.bias, neu.t_refrac, neu.since_spike_cap
@@ -482,7 +503,7 @@ def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilitie
     spiked = np.zeros(n, np.bool_)
     spikers = np.empty(n, np.int64)
     jump = np.zeros(n, np.float64)
-    since = np.empty(n, np.int64)                # s, ms since the last spike; its kernel is kernel[s]
+    since = np.empty(n, np.uint16)               # s, ms since the last spike (<= cap); its kernel is kernel[s]
     synaptic = np.empty(n_res, np.float64)       # I_i = sum_j W_ij k_j, per reservoir neuron
     change = np.empty(n_res, np.float64)         # this step's sum of dW_ij k_j
     weight_sum = np.empty(n_res, np.float64)     # sum_j W_ij, for the current at the start of a sample
@@ -540,17 +561,12 @@ def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilitie
                 j = spikers[a]
                 jump[j] = kernel[0] - kernel[since[j]]
                 since[j] = 0
-            if plastic:
-                for i in range(n_res):
-                    change[i] = 0.0
             # steps 4 and 8
             clip_now = clip_first and r == first and t == 0
             run_parts(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
                       weights, trace, calcium, lr, astro, k.rate_threshold, k.rate_range, synaptic, change,
-                      weight_sum)
+                      weight_sum, current, neu.kernel_decay)
             if plastic:
-                if clip_now:
-                    _clip_quiet_targets(syn, kernel, weights, spiked, since, change, weight_sum)
                 # step 9: traces
                 for j in range(n):
                     trace[j] = k.trace_decay * ((k.trace_increment if spiked[j] else zero) + trace[j])
@@ -567,8 +583,6 @@ def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilitie
                     astro_w = astro_w * k.lr_decay
                     astro_bias = astro_bias * k.lr_decay
             # step 5: leaky integration of the synaptic and input currents
-            for i in range(n_res):
-                current[i] = np.float32(synaptic[i])
             for p in range(n_in):
                 current[n_res + p] = zero
             if event_mode:
@@ -589,9 +603,6 @@ def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilitie
                 since[j] = min(since[j] + 1, cap)
                 refractory[j] = t_refrac[j] if spiked[j] else refractory[j] - one
             out_astro[r, t] = astro
-            # step 6 for the current: this step's weight changes join it, then every kernel decays by q
-            for i in range(n_res):
-                synaptic[i] = (synaptic[i] + change[i]) * neu.kernel_decay
 
 
 @nb.njit(**_COMPILED)
