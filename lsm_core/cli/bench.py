@@ -25,7 +25,9 @@ from lsm_core.errors import UserError
 from lsm_core.model.network import Network, format_dims, parse_dims
 
 
-def _inputs(n_input: int, batch: int, steps: int, seed: int) -> np.ndarray:
+def bench_inputs(n_input: int, batch: int, steps: int, seed: int) -> np.ndarray:
+    """The inputs of a bench row: image probabilities float32 [batch, 784] of the first training images of the
+    shipped MNIST (random ones without it), or event-mode spikes uint8 [batch, steps, n_input]."""
     rng = np.random.default_rng(seed)
     if n_input == DATASETS["mnist"].n_input:
         from lsm_core.data.encoding import image_probabilities
@@ -86,7 +88,7 @@ def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int 
     else:
         simulator = plastic_simulator(net, weights, rule, phase, SimParams(**BENCH_PARAMS[rule]), engine=engine)
         simulate_once = lambda keys: simulator.run(inputs, keys, steps=steps, record=False).counts
-    inputs = _inputs(n_input, batch, steps, seed)
+    inputs = bench_inputs(n_input, batch, steps, seed)
     start = time.perf_counter()
     counts = simulate_once(sample_keys(seed, "train", np.arange(batch)))
     compile_s = time.perf_counter() - start

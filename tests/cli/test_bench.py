@@ -56,14 +56,14 @@ def test_bench_all_measures_every_case_on_every_engine_and_the_readout():
 
 
 def test_bench_inputs_from_a_damaged_mnist_file_are_an_error_not_random_numbers(tmp_path, monkeypatch):
-    from lsm_core.cli.bench import _inputs
+    from lsm_core.cli.bench import bench_inputs
     from lsm_core.errors import UserError
 
     monkeypatch.setenv("LSM_CORE_DATA_DIR", str(tmp_path))
-    inputs = _inputs(784, batch=2, steps=10, seed=1)                 # no mnist.npz: random probabilities
+    inputs = bench_inputs(784, batch=2, steps=10, seed=1)                 # no mnist.npz: random probabilities
     assert inputs.shape == (2, 784) and inputs.max() <= 0.2
     path = tmp_path / "mnist.npz"
     path.write_bytes(bytes(1000))
     with pytest.raises(UserError) as info:
-        _inputs(784, batch=2, steps=10, seed=1)
+        bench_inputs(784, batch=2, steps=10, seed=1)
     assert str(path) in str(info.value) and "datasets fetch mnist" in str(info.value)
