@@ -38,7 +38,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lsm_core.cli.bench import BENCH_PARAMS, bench_inputs  # noqa: E402
+from lsm_core.cli.bench import BENCH_PARAMS, bench_inputs, bench_weight_scale  # noqa: E402
 from lsm_core.config import PAPER  # noqa: E402
 from lsm_core.engines.interface import SimParams, synapse_weights  # noqa: E402
 from lsm_core.model.network import Network, parse_dims  # noqa: E402
@@ -115,11 +115,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.rule == "static" and args.phase == "init":
         parser.error("the static rule has no init phase; use --phase sample")
-    steps = args.steps or (20 if args.phase == "init" else PAPER.protocol.duration_ms)
+    steps = args.steps or (PAPER.protocol.init_duration_ms if args.phase == "init" else PAPER.protocol.duration_ms)
 
     builds = {label: load_build(engine_source(spec)) for label, spec in (("base", args.base), ("new", args.new))}
     net = Network.generate(dims=args.dims, n_input=784, seed=args.seed)
-    weights = synapse_weights(net, PAPER.plasticity.w_max if args.rule in ("stdp", "nalsm") else 1.0)
+    weights = synapse_weights(net, bench_weight_scale(args.rule))
     inputs = bench_inputs(784, args.batch, steps, args.seed)
     runners = {label: make_runner(module, net, weights, args.rule, args.phase, inputs, steps)
                for label, module in builds.items()}

@@ -60,6 +60,11 @@ BENCH_PARAMS = {"static": {}, "stdp": {}, "nalsm": {"astro_w": 0.015},
                 "apstdp": {"rate_threshold": 20.0, "rate_range": 5.0}}
 
 
+def bench_weight_scale(rule: str) -> float:
+    """The magnitude of every weight of a bench liquid: w_max (3.0) for the STDP rules, else 1.0."""
+    return PAPER.plasticity.w_max if rule in ("stdp", "nalsm") else 1.0
+
+
 def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int = 784,
               repeats: int = 3, seed: int = 1, weight_scale: float | None = None, engine: str = "auto") -> dict:
     """Measure one configuration; returns the JSON record of docs/file-formats.md#the-bench-record.
@@ -78,7 +83,7 @@ def run_bench(rule: str, phase: str, dims, batch: int, steps: int, n_input: int 
     if rule == "static" and phase != "sample":
         raise UserError("bench: the static rule has no init phase; use --phase sample.")
     if weight_scale is None:
-        weight_scale = PAPER.plasticity.w_max if rule in ("stdp", "nalsm") else 1.0
+        weight_scale = bench_weight_scale(rule)
     net = Network.generate(dims=dims, n_input=n_input, seed=seed)
     weights = synapse_weights(net, weight_scale)
     engine = resolve_engine(engine)

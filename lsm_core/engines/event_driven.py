@@ -414,7 +414,7 @@ def _synaptic_part(rule, track_sum, clip_now, part, n_spikers, n_res_spikes, spi
     for i in range(syn.part_start[part], syn.part_start[part + 1]):
         current[i] = np.float32(synaptic[i])
         synaptic[i] = (synaptic[i] + change[i]) * kernel_decay
-        if rule != 0:
+        if rule != 0:                # (a fixed liquid's changes stay 0)
             change[i] = 0.0
 
 
