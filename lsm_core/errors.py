@@ -3,6 +3,7 @@
 Raise `UserError` with a one-paragraph message that names the problem and the fix; the command-line
 layer prints it (no traceback) and exits with status 2.
 """
+from typing import Optional
 
 
 class UserError(Exception):
@@ -19,6 +20,16 @@ class Terminated(KeyboardInterrupt):
 def interruption(exc: KeyboardInterrupt) -> tuple[str, int]:
     """(signal name, exit status) of an interruption: ("SIGTERM", 143) or ("SIGINT", 130)."""
     return ("SIGTERM", 143) if isinstance(exc, Terminated) else ("SIGINT", 130)
+
+
+def interruption_behind(exc: BaseException) -> Optional[KeyboardInterrupt]:
+    """The Ctrl-C or SIGTERM (KeyboardInterrupt) that `exc` was raised while handling, else None.  Library
+    clean-up code can fail on the way out of an interruption (zipfile refuses to close an archive whose
+    member is half written) and so replace it; it is still that interruption."""
+    cause = exc.__context__
+    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+        cause = cause.__context__
+    return cause
 
 
 class DamagedFile(UserError):

@@ -22,7 +22,7 @@ import threading
 
 from lsm_core import places
 from lsm_core.config import DATASETS, ENGINES, MODELS, PAPER, RunConfig
-from lsm_core.errors import Terminated, UserError, interruption, missing_package
+from lsm_core.errors import Terminated, UserError, interruption, interruption_behind, missing_package
 
 SEED_MAX = 2 ** 31 - 1
 # Example answers for the --help text; None: no paper value known, a placeholder is shown.
@@ -206,8 +206,9 @@ def run_config_from(model: str, dataset: str, args: argparse.Namespace, answers,
 def signals_stop_cleanly():
     """Within the block, Ctrl-C (SIGINT) and SIGTERM (a scheduler's time limit, `kill`) stop the work in
     hand cleanly: the first one raises KeyboardInterrupt (`Terminated` for SIGTERM), so the run logs where
-    it stopped, gives its lock back and stays resumable.  A second one, while that is going on, exits at
-    once (status 130 or 143)."""
+    it stopped, gives its lock back and stays resumable; an error raised while cleaning up after it is
+    replaced by it (`errors.interruption_behind`).  A second one, while that is going on, exits at once
+    (status 130 or 143)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -224,6 +225,11 @@ def signals_stop_cleanly():
     previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
+    except Exception as exc:        # an error on the way out of an interruption is that interruption
+        stopped = interruption_behind(exc)
+        if stopped is None:
+            raise
+        raise stopped from None
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

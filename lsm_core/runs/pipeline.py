@@ -21,7 +21,7 @@ import numpy as np
 from lsm_core.analysis import plots
 from lsm_core.analysis.readouts import merge_entry
 from lsm_core.config import PAPER, RunConfig
-from lsm_core.errors import DamagedFile, UserError, interruption
+from lsm_core.errors import DamagedFile, UserError, interruption, interruption_behind
 from lsm_core.model.network import EXC, INH, INPUT, Network, ensure_network, format_dims, network_path
 from lsm_core.model.randomness import sample_keys
 from lsm_core.progress import progress_bar
@@ -58,22 +58,12 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, lock: RunLo
     except KeyboardInterrupt as exc:          # Ctrl-C or SIGTERM (cli.signals_stop_cleanly): say where
         _say_where(exc, position)
         raise
-    except Exception as exc:
-        # Library clean-up code can fail on the way out of an interruption (zipfile refuses to close an
-        # archive whose member is half written) and so replace it: it is still that interruption.
+    except Exception as exc:                  # an error on the way out of an interruption is that interruption
         stopped = interruption_behind(exc)
         if stopped is None:
             raise
         _say_where(stopped, position)
         raise stopped from None
-
-
-def interruption_behind(exc: BaseException) -> Optional[KeyboardInterrupt]:
-    """The Ctrl-C or SIGTERM that `exc` was raised while handling, if any."""
-    cause = exc.__context__
-    while cause is not None and not isinstance(cause, KeyboardInterrupt):
-        cause = cause.__context__
-    return cause
 
 
 def _say_where(exc: KeyboardInterrupt, position: "Position") -> None:

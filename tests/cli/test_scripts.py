@@ -317,15 +317,23 @@ def test_the_extra_commands_stop_cleanly_and_name_refused_writes_and_missing_pac
     def ctrl_c(argv):
         raise KeyboardInterrupt
 
+    def sigterm_then_cleanup_error(argv):         # zipfile failing to close a half-written npz on the way out
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        finally:
+            raise ValueError("Can't close the ZIP file while there is an open writing handle on it.")
+
     def disk_full(argv):
         raise WriteFailed(Path("/data/ver_1/kernel_quality.json"), OSError(errno.ENOSPC, "No space left on device"))
 
     def no_tensorflow(argv):
         raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
 
-    fake = types.SimpleNamespace(sigterm=sigterm, ctrl_c=ctrl_c, disk_full=disk_full, no_tensorflow=no_tensorflow)
+    fake = types.SimpleNamespace(sigterm=sigterm, ctrl_c=ctrl_c, disk_full=disk_full, no_tensorflow=no_tensorflow,
+                                 sigterm_then_cleanup_error=sigterm_then_cleanup_error)
     monkeypatch.setitem(sys.modules, "fake_commands", fake)
     for name, status, fragment in [("sigterm", 143, "interrupted by SIGTERM"), ("ctrl_c", 130, "interrupted by SIGINT"),
+                                   ("sigterm_then_cleanup_error", 143, "interrupted by SIGTERM"),
                                    ("disk_full", 2, "error: cannot write /data/ver_1/kernel_quality.json"),
                                    ("no_tensorflow", 2, "the package 'tensorflow' is not installed: install one "
                                                         "TensorFlow build")]:

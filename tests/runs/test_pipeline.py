@@ -670,11 +670,13 @@ def test_an_error_raised_on_the_way_out_of_a_sigterm_is_still_that_sigterm(tmp_p
 
 
 def test_an_ordinary_error_is_not_taken_for_an_interruption():
-    assert pipeline.interruption_behind(ValueError("plain")) is None
+    from lsm_core.errors import interruption_behind
+
+    assert interruption_behind(ValueError("plain")) is None
     try:
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
             raise OSError("while stopping")
     except OSError as exc:
-        assert isinstance(pipeline.interruption_behind(exc), KeyboardInterrupt)
+        assert isinstance(interruption_behind(exc), KeyboardInterrupt)
