@@ -9,11 +9,12 @@ Adadelta.
   plus ``l2 * 1/2 * ||W||^2`` (the bias is not regularised).
 * The optimiser is Adadelta (learning rate 0.1, rho 0.95, epsilon 1e-8) written out explicitly, so that its
   whole state lives in a `ReadoutState` that can be saved and resumed bit-exactly.
-* `train_readout` runs whole chunks of epochs in one compiled TensorFlow call (`tf.function`, XLA by
+* `train_readout` runs whole chunks of epochs in compiled TensorFlow calls (`tf.function`, XLA by
   default): each epoch is one pass over the training batches in order, followed by the accuracies on the
   training, validation and test sets and the validation loss, all at the weights reached at the end of the
-  epoch.  The best-validation weights (first epoch of the highest validation accuracy) are tracked inside
-  the same call.
+  epoch.  The best-validation weights (first epoch of the highest validation accuracy) are kept.  A chunk's
+  evaluation needs only the weights at the end of each of its epochs, so it runs on a helper thread while
+  the next chunk trains: the same operations on the same numbers, only overlapped in time.
 
 History rows are plain dicts with the keys of `runfolder.HISTORY_COLUMNS`; accuracies are fractions in [0, 1];
 `train_loss` is the mean over the epoch's batches of each batch's loss (L2 term included) before that
@@ -21,18 +22,20 @@ batch's update, `valid_loss` the mean loss over the validation samples (L2 term 
 the epoch.
 
 Speed (2-core AMD EPYC CPU, N_res 1000, 50,000 training samples in batches of 250, 10,000 validation and
-10,000 test samples; ``python -c "from lsm_core.analysis.readout import time_epochs; print(time_epochs(epochs=20))"``,
-best of three): about 0.10 s per epoch with XLA on an otherwise idle machine (0.17-0.19 s while another
-process keeps one core busy), 3-5 s of compilation; the paper's 5000 epochs take about 8.5 minutes.
-`time_epochs` measures it.  The epoch is compute-bound on both cores (about 0.19 CPU-seconds per epoch).
-Single-threaded, the 200 gradient products x^T g take about 60 ms per epoch, the 200 forward products x W
-about 40 ms, the evaluation products over the 70,000 samples about 45 ms, the other per-batch kernels
-about 15 ms.  Forms that XLA runs faster (another operand orientation, a class dimension padded to 16,
-one product for all three sets) round differently for some shapes, so they are not used: the numbers
-stay those of the products written here.
+10,000 test samples; ``python -c "from lsm_core.analysis.readout import time_epochs; print(time_epochs(epochs=20))"``):
+about 0.08-0.10 s per epoch once the first chunk is compiled (3-5 s); the paper's 5000 epochs take about
+7-8 minutes.  Training alone takes about 0.07 s per epoch on both cores (0.11 s on one), the evaluation
+about 0.03 s (0.05 s on one): 0.16 CPU-seconds in all, so overlapping the two saves up to a fifth of an
+epoch (measured in alternation with the serial form: a median of 16 % less time per epoch).  Single-threaded,
+the 200 gradient products x^T g take about 60 ms per epoch, the 200 forward products x W about 40 ms,
+the evaluation products over the 70,000 samples about 45 ms, the other per-batch kernels about 15 ms.
+Forms that XLA runs faster (another operand orientation, a class dimension padded to 16, one product for
+all three sets) round differently for some shapes, so they are not used: the numbers stay those of the
+products written here.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
 import time
@@ -242,9 +245,11 @@ def adadelta_update(var, accum_grad, accum_update, grad, lr, rho, eps):
 
 
 @functools.lru_cache(maxsize=8)
-def _build_chunk_fn(chunk: int, constants: ReadoutConstants, jit_compile: bool):
-    """A compiled function running up to `chunk` epochs (the actual number is a tensor argument).
+def _build_training_fn(chunk: int, constants: ReadoutConstants, jit_compile: bool):
+    """A compiled function training up to `chunk` epochs (the actual number is a tensor argument).
 
+    It returns the optimiser's state at the end, the weights and bias at the end of every epoch
+    ([chunk, N_res, 10], [chunk, 10]) for the evaluation, and every epoch's training loss (float64 [chunk]).
     Cached, so that repeated `train_readout` calls with the same sizes reuse one compilation.
     """
     lr = tf.constant(constants.learning_rate, tf.float32)
@@ -252,22 +257,10 @@ def _build_chunk_fn(chunk: int, constants: ReadoutConstants, jit_compile: bool):
     eps = tf.constant(constants.epsilon, tf.float32)
     l2 = tf.constant(constants.l2, tf.float32)
 
-    def evaluate(x, labels, weights, bias):
-        logits = tf.matmul(x, weights) + bias
-        correct = tf.reduce_sum(tf.cast(tf.equal(_predict_tf(logits), labels), tf.int32))
-        return logits, correct
-
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def run_chunk(n_epochs, x_train, y_train, x_valid, y_valid, x_test, y_test, start_epoch,
-                  weights, bias, acc_gw, acc_uw, acc_gb, acc_ub,
-                  best_w, best_b, best_epoch, best_acc):
+    def train_epochs(n_epochs, x_train, y_train, weights, bias, acc_gw, acc_uw, acc_gb, acc_ub):
         n_batches = tf.shape(x_train)[0]
-        n_feat = tf.shape(x_train)[2]
-        x_train_flat = tf.reshape(x_train, [-1, n_feat])
-        y_train_flat = tf.reshape(y_train, [-1])
-        t_train = tf.reshape(_soft_targets_tf(y_train_flat), [n_batches, -1, N_CLASSES])
-        t_valid = _soft_targets_tf(y_valid)
-        n_valid = tf.cast(tf.shape(y_valid)[0], tf.float64)
+        t_train = tf.reshape(_soft_targets_tf(tf.reshape(y_train, [-1])), [n_batches, -1, N_CLASSES])
 
         def batch_body(j, w, b, gw, uw, gb, ub, loss_sum):
             loss, g_w, g_b = batch_loss_and_grads(x_train[j], t_train[j], w, b, l2)
@@ -275,38 +268,57 @@ def _build_chunk_fn(chunk: int, constants: ReadoutConstants, jit_compile: bool):
             b, gb, ub = adadelta_update(b, gb, ub, g_b, lr, rho, eps)
             return j + 1, w, b, gw, uw, gb, ub, loss_sum + tf.cast(loss, tf.float64)
 
-        def epoch_body(i, w, b, gw, uw, gb, ub, bw, bb, be, ba, losses, counts):
+        def epoch_body(i, w, b, gw, uw, gb, ub, epoch_w, epoch_b, losses):
             _, w, b, gw, uw, gb, ub, loss_sum = tf.while_loop(
                 lambda j, *_: j < n_batches, batch_body,
                 (tf.constant(0), w, b, gw, uw, gb, ub, tf.constant(0.0, tf.float64)))
-            train_loss = loss_sum / tf.cast(n_batches, tf.float64)
-            _, train_correct = evaluate(x_train_flat, y_train_flat, w, b)
-            valid_logits, valid_correct = evaluate(x_valid, y_valid, w, b)
+            epoch_w = tf.tensor_scatter_nd_update(epoch_w, [[i]], w[tf.newaxis])
+            epoch_b = tf.tensor_scatter_nd_update(epoch_b, [[i]], b[tf.newaxis])
+            losses = tf.tensor_scatter_nd_update(losses, [[i]], [loss_sum / tf.cast(n_batches, tf.float64)])
+            return i + 1, w, b, gw, uw, gb, ub, epoch_w, epoch_b, losses
+
+        loop_vars = (tf.constant(0), weights, bias, acc_gw, acc_uw, acc_gb, acc_ub,
+                     tf.zeros([chunk, tf.shape(weights)[0], N_CLASSES]), tf.zeros([chunk, N_CLASSES]),
+                     tf.zeros([chunk], tf.float64))
+        out = tf.while_loop(lambda i, *_: i < n_epochs, epoch_body, loop_vars, maximum_iterations=chunk)
+        return out[1:]
+
+    return train_epochs
+
+
+@functools.lru_cache(maxsize=8)
+def _build_evaluation_fn(chunk: int, constants: ReadoutConstants, jit_compile: bool):
+    """A compiled function evaluating the weights of up to `chunk` epochs: for each, the numbers of
+    correctly classified training, validation and test samples (int32 [chunk, 3]) and the validation loss
+    (float64 [chunk]).  Cached like `_build_training_fn`."""
+    l2 = tf.constant(constants.l2, tf.float32)
+
+    def correct_and_logits(x, labels, weights, bias):
+        logits = tf.matmul(x, weights) + bias
+        return tf.reduce_sum(tf.cast(tf.equal(_predict_tf(logits), labels), tf.int32)), logits
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def evaluate_epochs(n_epochs, epoch_w, epoch_b, x_train, y_train, x_valid, y_valid, x_test, y_test):
+        t_valid = _soft_targets_tf(y_valid)
+
+        def body(i, losses, counts):
+            w, b = epoch_w[i], epoch_b[i]
+            train_correct, _ = correct_and_logits(x_train, y_train, w, b)
+            valid_correct, valid_logits = correct_and_logits(x_valid, y_valid, w, b)
             valid_loss = tf.reduce_mean(
                 tf.nn.softmax_cross_entropy_with_logits(labels=t_valid, logits=valid_logits)) \
                 + l2 * tf.nn.l2_loss(w)
-            _, test_correct = evaluate(x_test, y_test, w, b)
-            epoch = start_epoch + tf.cast(i, tf.int64) + 1
-            valid_acc = tf.cast(valid_correct, tf.float64) / n_valid
-            better = valid_acc > ba
-            bw = tf.where(better, w, bw)
-            bb = tf.where(better, b, bb)
-            be = tf.where(better, epoch, be)
-            ba = tf.where(better, valid_acc, ba)
-            losses = tf.tensor_scatter_nd_update(
-                losses, [[i]], tf.stack([train_loss, tf.cast(valid_loss, tf.float64)])[tf.newaxis])
+            test_correct, _ = correct_and_logits(x_test, y_test, w, b)
+            losses = tf.tensor_scatter_nd_update(losses, [[i]], [tf.cast(valid_loss, tf.float64)])
             counts = tf.tensor_scatter_nd_update(
                 counts, [[i]], tf.stack([train_correct, valid_correct, test_correct])[tf.newaxis])
-            return i + 1, w, b, gw, uw, gb, ub, bw, bb, be, ba, losses, counts
+            return i + 1, losses, counts
 
-        loop_vars = (tf.constant(0), weights, bias, acc_gw, acc_uw, acc_gb, acc_ub,
-                     best_w, best_b, best_epoch, best_acc,
-                     tf.zeros([chunk, 2], tf.float64), tf.zeros([chunk, 3], tf.int32))
-        out = tf.while_loop(lambda i, *_: i < n_epochs, epoch_body, loop_vars,
-                            maximum_iterations=chunk)
+        loop_vars = (tf.constant(0), tf.zeros([chunk], tf.float64), tf.zeros([chunk, 3], tf.int32))
+        out = tf.while_loop(lambda i, *_: i < n_epochs, body, loop_vars, maximum_iterations=chunk)
         return out[1:]
 
-    return run_chunk
+    return evaluate_epochs
 
 
 def _split(data, n_features: int, name: str):
@@ -325,6 +337,22 @@ def _split(data, n_features: int, name: str):
     return x, y.astype(np.int32)
 
 
+class _Trained(NamedTuple):
+    """The end of a chunk of trained epochs, before their evaluation."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+    accum_grad_w: np.ndarray
+    accum_update_w: np.ndarray
+    accum_grad_b: np.ndarray
+    accum_update_b: np.ndarray
+    epoch: int                  # completed epochs at the end of the chunk
+    n_epochs: int               # epochs in the chunk
+    epoch_weights: tf.Tensor    # weights at the end of each epoch of the chunk, [chunk, N_res, 10]
+    epoch_bias: tf.Tensor       # [chunk, 10]
+    train_losses: np.ndarray    # float64 [chunk]
+
+
 def train_readout(train, valid, test=None, *, batch_size: int, epochs: int,
                   state: Optional[ReadoutState] = None,
                   on_epochs: Optional[Callable[[ReadoutState, list], None]] = None,
@@ -336,8 +364,9 @@ def train_readout(train, valid, test=None, *, batch_size: int, epochs: int,
     `test` may be None (its accuracy is then NaN).  The training set is fed in order in batches of
     `batch_size` (which must divide its size).  `epochs` is the total number of epochs: a resumed `state`
     continues from `state.epoch` and gives exactly the numbers of an uninterrupted run.  Up to
-    `chunk_epochs` epochs run in one compiled call; after each chunk `on_epochs(state, rows)` is called
-    with the state so far and that chunk's history rows (for checkpoints and progress bars).
+    `chunk_epochs` epochs run in one compiled call; once a chunk is evaluated (while the next one trains)
+    `on_epochs(state, rows)` is called on this thread with the state at the end of that chunk and its
+    history rows (for checkpoints and progress bars).  The numbers do not depend on `chunk_epochs`.
     """
     x_train, y_train = train
     x_train = np.asarray(x_train)
@@ -366,36 +395,68 @@ def train_readout(train, valid, test=None, *, batch_size: int, epochs: int,
         return state, history
 
     chunk = int(min(chunk_epochs, epochs - state.epoch))
-    run_chunk = _build_chunk_fn(chunk, constants, jit_compile)
+    train_epochs = _build_training_fn(chunk, constants, jit_compile)
+    evaluate_epochs = _build_evaluation_fn(chunk, constants, jit_compile)
     n_batches = n_train // batch_size
     # copied to the default device once (tf.identity places them there; a no-op on CPUs)
-    tensors = {name: tf.identity(tf.constant(value)) for name, value in (
+    train_set = {name: tf.identity(tf.constant(value)) for name, value in (
         ("x_train", x_train.reshape(n_batches, batch_size, n_features)),
-        ("y_train", y_train.reshape(n_batches, batch_size)),
-        ("x_valid", x_valid), ("y_valid", y_valid), ("x_test", x_test), ("y_test", y_test))}
+        ("y_train", y_train.reshape(n_batches, batch_size)))}
+    eval_sets = {name: tf.identity(tf.constant(value)) for name, value in (
+        ("x_train", x_train), ("y_train", y_train), ("x_valid", x_valid), ("y_valid", y_valid),
+        ("x_test", x_test), ("y_test", y_test))}
     n_sets = (n_train, x_valid.shape[0], x_test.shape[0])
 
-    while state.epoch < epochs:
-        n_now = min(chunk, epochs - state.epoch)
-        out = run_chunk(tf.constant(n_now, tf.int32), start_epoch=tf.constant(state.epoch, tf.int64),
-                        weights=tf.constant(state.weights), bias=tf.constant(state.bias),
-                        acc_gw=tf.constant(state.accum_grad_w), acc_uw=tf.constant(state.accum_update_w),
-                        acc_gb=tf.constant(state.accum_grad_b), acc_ub=tf.constant(state.accum_update_b),
-                        best_w=tf.constant(state.best_weights), best_b=tf.constant(state.best_bias),
-                        best_epoch=tf.constant(state.best_epoch, tf.int64),
-                        best_acc=tf.constant(state.best_valid_acc, tf.float64), **tensors)
-        w, b, gw, uw, gb, ub, bw, bb, be, ba, losses, counts = (t.numpy() for t in out)
+    def train(start) -> _Trained:
+        """Up to `chunk` epochs from `start` (a ReadoutState or a _Trained)."""
+        n_now = min(chunk, epochs - start.epoch)
+        out = train_epochs(tf.constant(n_now, tf.int32), weights=tf.constant(start.weights),
+                           bias=tf.constant(start.bias), acc_gw=tf.constant(start.accum_grad_w),
+                           acc_uw=tf.constant(start.accum_update_w), acc_gb=tf.constant(start.accum_grad_b),
+                           acc_ub=tf.constant(start.accum_update_b), **train_set)
+        w, b, gw, uw, gb, ub = (t.numpy() for t in out[:6])
+        return _Trained(w, b, gw, uw, gb, ub, start.epoch + n_now, n_now, out[6], out[7], out[8].numpy())
+
+    def evaluate(trained: _Trained):
+        """(validation losses, correct counts) of the epochs of `trained`; run in the helper thread."""
+        out = evaluate_epochs(tf.constant(trained.n_epochs, tf.int32), trained.epoch_weights,
+                              trained.epoch_bias, **eval_sets)
+        return tuple(t.numpy() for t in out)
+
+    def report(state: ReadoutState, trained: _Trained, evaluation) -> ReadoutState:
+        """The state at the end of `trained`'s epochs, its best epoch updated; calls on_epochs."""
+        valid_losses, counts = evaluation
         rows = []
-        for k in range(n_now):
+        best = (state.best_weights, state.best_bias, state.best_epoch, state.best_valid_acc)
+        # compared as counts of correct samples: exact whatever the last bit of a saved accuracy
+        best_correct = round(state.best_valid_acc * n_sets[1])
+        for k in range(trained.n_epochs):
             accs = [counts[k, m] / n if n else float("nan") for m, n in enumerate(n_sets)]
-            rows.append({"epoch": state.epoch + k + 1,
-                         "train_loss": float(losses[k, 0]), "valid_loss": float(losses[k, 1]),
+            epoch = state.epoch + k + 1
+            rows.append({"epoch": epoch,
+                         "train_loss": float(trained.train_losses[k]), "valid_loss": float(valid_losses[k]),
                          "train_acc": float(accs[0]), "valid_acc": float(accs[1]),
                          "test_acc": float(accs[2])})
-        state = ReadoutState(w, b, gw, uw, gb, ub, state.epoch + n_now, bw, bb, int(be), float(ba))
+            if counts[k, 1] > best_correct:
+                best_correct = int(counts[k, 1])
+                best = (trained.epoch_weights[k].numpy(), trained.epoch_bias[k].numpy(), epoch, float(accs[1]))
+        state = ReadoutState(trained.weights, trained.bias, trained.accum_grad_w, trained.accum_update_w,
+                             trained.accum_grad_b, trained.accum_update_b, trained.epoch, *best)
         history.extend(rows)
         if on_epochs is not None:
             on_epochs(state, rows)
+        return state
+
+    # Epochs are trained in chunks on this thread while the previous chunk's epochs are evaluated on a
+    # helper thread: the evaluation of an epoch depends only on its weights, so the two overlap.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="readout-evaluation") as helper:
+        latest, pending = state, None     # the last trained chunk; (a chunk, its evaluation) to report
+        while latest.epoch < epochs or pending is not None:
+            trained = train(latest) if latest.epoch < epochs else None
+            if pending is not None:
+                state = report(state, pending[0], pending[1].result())
+            pending = None if trained is None else (trained, helper.submit(evaluate, trained))
+            latest = latest if trained is None else trained
     return state, history
 
 
@@ -416,8 +477,16 @@ def best_epoch(history: Sequence[dict]) -> Optional[dict]:
 
 
 def time_epochs(n_features: int = 1000, n_train: int = 50000, n_valid: int = 10000, n_test: int = 10000,
-                batch_size: int = 250, epochs: int = 10, jit_compile: bool = True, seed: int = 0) -> dict:
-    """Measure the readout's wall time per epoch on random counts (first chunk = compilation)."""
+                batch_size: int = 250, epochs: int = 10, chunks: int = 4, jit_compile: bool = True,
+                seed: int = 0) -> dict:
+    """Measure the readout's wall time per epoch on random counts.
+
+    Runs `chunks` (at least 3) chunks of `epochs` epochs.  A chunk's epochs are evaluated while the next
+    chunk trains, so the steady state lies between the first and the last report: the first chunk also
+    holds the compilation and the last one's evaluation runs alone.
+    """
+    if chunks < 3:
+        raise ValueError("time_epochs needs at least 3 chunks to see the steady state")
     rng = np.random.default_rng(seed)
 
     def split(n):
@@ -427,9 +496,9 @@ def time_epochs(n_features: int = 1000, n_train: int = 50000, n_valid: int = 100
     train, valid, test = split(n_train), split(n_valid), split(n_test)
     stamps = []
     start = time.perf_counter()
-    train_readout(train, valid, test, batch_size=batch_size, epochs=2 * epochs, chunk_epochs=epochs,
+    train_readout(train, valid, test, batch_size=batch_size, epochs=chunks * epochs, chunk_epochs=epochs,
                   jit_compile=jit_compile, on_epochs=lambda s, r: stamps.append(time.perf_counter()))
-    per_epoch = (stamps[1] - stamps[0]) / epochs
-    return {"compile_s": max(0.0, stamps[0] - start - per_epoch * epochs), "per_epoch_s": per_epoch,
+    per_epoch = (stamps[-2] - stamps[0]) / ((chunks - 2) * epochs)
+    return {"compile_s": max(0.0, stamps[0] - start - 2 * per_epoch * epochs), "per_epoch_s": per_epoch,
             "jit_compile": jit_compile, "n_features": n_features, "n_train": n_train,
             "n_valid": n_valid, "n_test": n_test, "batch_size": batch_size}

@@ -250,3 +250,52 @@ def test_best_epoch_first_of_ties():
             for e, v in ((1, 0.5), (2, 0.7), (3, 0.7), (4, 0.6), (5, float("nan")))]
     assert best_epoch(rows)["epoch"] == 2
     assert best_epoch([]) is None
+
+
+def test_numbers_do_not_depend_on_the_chunks():
+    """Chunks train on this thread while the previous chunk is evaluated on a helper thread: one epoch
+    per chunk, uneven chunks and one chunk for everything give the same history and state."""
+    d = _splits(n_features=30, batch=50, noise=1.5)
+    args = (d["train"], d["valid"], d["test"])
+    runs = [train_readout(*args, batch_size=50, epochs=7, chunk_epochs=c) for c in (1, 3, 7)]
+    (ref_state, ref_hist), others = runs[0], runs[1:]
+    assert [row["epoch"] for row in ref_hist] == list(range(1, 8))
+    for state, hist in others:
+        assert hist == ref_hist
+        for name in ReadoutState._fields:
+            np.testing.assert_array_equal(np.asarray(getattr(state, name)), np.asarray(getattr(ref_state, name)),
+                                          err_msg=name)
+    # the best accuracy is exactly the one in its history row
+    assert ref_state.best_valid_acc == best_epoch(ref_hist)["valid_acc"]
+
+
+def test_an_error_in_on_epochs_stops_training_and_leaves_no_helper_thread():
+    import threading
+
+    d = _splits(n_features=20, batch=25)
+    calls = []
+
+    def fail(state, rows):
+        calls.append(state.epoch)
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        train_readout(d["train"], d["valid"], d["test"], batch_size=25, epochs=9, chunk_epochs=3, on_epochs=fail)
+    assert calls == [3]
+    assert not [t for t in threading.enumerate() if t.name.startswith("readout-evaluation")]
+
+
+def test_a_saved_best_accuracy_off_in_its_last_bit_chooses_the_same_best_epoch():
+    """Older versions saved the best validation accuracy as count * (1 / n), which can differ from
+    count / n in the last bit; an epoch with the same count must still not count as better."""
+    d = _splits(n_features=30, batch=50, noise=1.5)
+    args = (d["train"], d["valid"], d["test"])
+    _, full_hist = train_readout(*args, batch_size=50, epochs=8)
+    accs = [row["valid_acc"] for row in full_hist]
+    assert any(accs[k] == max(accs[:k]) for k in range(1, 8))      # a later epoch ties the best so far
+    for nudge in (-1.0, 2.0):
+        for stop in range(1, 8):
+            half, _ = train_readout(*args, batch_size=50, epochs=stop)
+            off = half._replace(best_valid_acc=float(np.nextafter(half.best_valid_acc, nudge)))
+            end, _ = train_readout(*args, batch_size=50, epochs=stop + 1, state=off)
+            assert end.best_epoch == best_epoch(full_hist[:stop + 1])["epoch"], (nudge, stop)
