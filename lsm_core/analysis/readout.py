@@ -245,8 +245,9 @@ def adadelta_update(var, accum_grad, accum_update, grad, lr, rho, eps):
 
 
 @functools.lru_cache(maxsize=8)
-def _build_training_fn(chunk: int, constants: ReadoutConstants, jit_compile: bool):
-    """A compiled function training up to `chunk` epochs (the actual number is a tensor argument).
+def _build_training_fn(chunk: int, batch_size: int, constants: ReadoutConstants, jit_compile: bool):
+    """A compiled function training up to `chunk` epochs (the actual number is a tensor argument) on
+    x_train [n, N_res] in batches of `batch_size` consecutive rows.
 
     It returns the optimiser's state at the end, the weights and bias at the end of every epoch
     ([chunk, N_res, 10], [chunk, 10]) for the evaluation, and every epoch's training loss (float64 [chunk]).
@@ -259,8 +260,9 @@ def _build_training_fn(chunk: int, constants: ReadoutConstants, jit_compile: boo
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def train_epochs(n_epochs, x_train, y_train, weights, bias, acc_gw, acc_uw, acc_gb, acc_ub):
-        n_batches = tf.shape(x_train)[0]
-        t_train = tf.reshape(_soft_targets_tf(tf.reshape(y_train, [-1])), [n_batches, -1, N_CLASSES])
+        n_batches = tf.shape(x_train)[0] // batch_size
+        x_train = tf.reshape(x_train, [n_batches, batch_size, -1])       # the same buffer, seen as batches
+        t_train = tf.reshape(_soft_targets_tf(y_train), [n_batches, batch_size, N_CLASSES])
 
         def batch_body(j, w, b, gw, uw, gb, ub, loss_sum):
             loss, g_w, g_b = batch_loss_and_grads(x_train[j], t_train[j], w, b, l2)
@@ -395,16 +397,14 @@ def train_readout(train, valid, test=None, *, batch_size: int, epochs: int,
         return state, history
 
     chunk = int(min(chunk_epochs, epochs - state.epoch))
-    train_epochs = _build_training_fn(chunk, constants, jit_compile)
+    train_epochs = _build_training_fn(chunk, batch_size, constants, jit_compile)
     evaluate_epochs = _build_evaluation_fn(chunk, constants, jit_compile)
-    n_batches = n_train // batch_size
-    # copied to the default device once (tf.identity places them there; a no-op on CPUs)
-    train_set = {name: tf.identity(tf.constant(value)) for name, value in (
-        ("x_train", x_train.reshape(n_batches, batch_size, n_features)),
-        ("y_train", y_train.reshape(n_batches, batch_size)))}
+    # copied to the default device once (tf.identity places them there; a no-op on CPUs) and shared by the
+    # training and the evaluation
     eval_sets = {name: tf.identity(tf.constant(value)) for name, value in (
         ("x_train", x_train), ("y_train", y_train), ("x_valid", x_valid), ("y_valid", y_valid),
         ("x_test", x_test), ("y_test", y_test))}
+    train_set = {name: eval_sets[name] for name in ("x_train", "y_train")}
     n_sets = (n_train, x_valid.shape[0], x_test.shape[0])
 
     def train(start) -> _Trained:
