@@ -74,10 +74,11 @@ def stdp_change_one(causal, anti_causal, lr, sign):
 
 
 def nalsm_change_one(causal, anti_causal, lr, astro, excitatory):
-    """`nalsm_change` for one synapse."""
-    if excitatory:
-        return lr * causal + (-astro) * anti_causal
-    return (-astro) * causal + lr * anti_causal
+    """`nalsm_change` for one synapse: the two coefficients are chosen first, as there (so that a compiled
+    loop over synapses of one presynaptic type chooses them once, outside the loop)."""
+    causal_coefficient = lr if excitatory else -astro
+    anti_causal_coefficient = -astro if excitatory else lr
+    return causal_coefficient * causal + anti_causal_coefficient * anti_causal
 
 
 def apstdp_change_one(causal, anti_causal, lr, sign, post_calcium, threshold, window, zero):
