@@ -258,6 +258,14 @@ class _TableConstants(NamedTuple):
     inverse: tf.Tensor    # int32 [N_res]
 
 
+class XlaProgram(NamedTuple):
+    """A compiled loop as XLA receives it: `hlo` (a serialized HloModuleProto, bytes) and the values of
+    its parameters in order (the loop's tensor arguments, then the constants it captures)."""
+
+    hlo: bytes
+    arguments: list
+
+
 class PlasticSimulator:
     """A liquid whose weights learn ("stdp", "nalsm" or "apstdp"), compiled once and reused.
 
@@ -410,6 +418,37 @@ class PlasticSimulator:
                 by_row(astro_trace.stack(), []),
                 plastic.weights, plastic.trace, plastic.calcium)
 
+    def _loop_arguments(self, inputs, keys, steps, start: Optional[StreamCarry]):
+        """The compiled loop's arguments for rows first..stop-1 of a call on one device, spikes kept or not:
+        arguments(device, first, stop, record) -> tuple, as `run` passes them."""
+        inputs, steps, event_mode = check_inputs(inputs, steps, self.n_input)
+        keys = np.asarray(keys, np.uint32).reshape(-1)
+        learns = learning_rows(len(keys), self.reference_batch_quirk)
+        if start is None:
+            zeros = np.zeros((1, self.n_neurons), np.float32)
+            start = StreamCarry(self.weights[np.newaxis], zeros, zeros)
+        start_tables = self.table.to_table(np.asarray(start.weights, np.float32))
+
+        def arguments(device, first: int, stop: int, record: bool) -> tuple:
+            return (tf.constant(inputs[first:stop]), tf.constant(keys[first:stop]), tf.constant(learns[first:stop]),
+                    tuple(tf.constant(w) for w in start_tables), tf.constant(start.trace, tf.float32),
+                    tf.constant(start.calcium, tf.float32), self._table[device], int(steps), event_mode,
+                    bool(record))
+        return arguments
+
+    def xla_program(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None,
+                    record: bool = False, start: Optional[StreamCarry] = None) -> "XlaProgram":
+        """The XLA program that `run` compiles for these rows (on the first device), with its arguments:
+        for running the same learning loop elsewhere, e.g. on a GPU through JAX
+        (`benchmarks/xla_program.py`).  The program is XLA's input (HLO before any backend's passes)."""
+        rows = len(np.asarray(keys).reshape(-1))
+        arguments = self._loop_arguments(inputs, keys, steps, start)(self.devices[0], 0, rows, record)
+        with _on(self.devices[0]):
+            hlo = self._loop.experimental_get_compiler_ir(*arguments)(stage="hlo_serialized")
+            captured = self._loop.get_concrete_function(*arguments).captured_inputs
+        flat = tf.nest.flatten(arguments[:7]) + list(captured)   # the program's parameters, in order
+        return XlaProgram(hlo=hlo, arguments=[np.asarray(a) for a in flat])
+
     def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None, record: bool = True,
             start: Optional[StreamCarry] = None, record_rows=None) -> PlasticRun:
         """Simulate the rows of `inputs` (as for `LiquidSimulator.run`).  They start from `start`
@@ -419,22 +458,13 @@ class PlasticSimulator:
         Sample phase on several devices: each simulates a contiguous slice of the rows; the result
         is the one-device result, bit for bit.
         """
-        inputs, steps, event_mode = check_inputs(inputs, steps, self.n_input)
+        loop_arguments = self._loop_arguments(inputs, keys, steps, start)
         keys = np.asarray(keys, np.uint32).reshape(-1)
         record_rows = record_rows_of(record_rows, record, len(keys))
-        record = len(record_rows) > 0
-        learns = learning_rows(len(keys), self.reference_batch_quirk)
-        if start is None:
-            zeros = np.zeros((1, self.n_neurons), np.float32)
-            start = StreamCarry(self.weights[np.newaxis], zeros, zeros)
-        start_tables = self.table.to_table(np.asarray(start.weights, np.float32))
 
         def run_part(device, first, stop) -> PlasticRun:
             with _on(device):
-                out = self._loop(tf.constant(inputs[first:stop]), tf.constant(keys[first:stop]),
-                                 tf.constant(learns[first:stop]), tuple(tf.constant(w) for w in start_tables),
-                                 tf.constant(start.trace, tf.float32), tf.constant(start.calcium, tf.float32),
-                                 self._table[device], int(steps), event_mode, bool(record))
+                out = self._loop(*loop_arguments(device, first, stop, len(record_rows) > 0))
                 counts, raster, astro, trace, calcium = (x.numpy() for x in (*out[:3], *out[4:]))
                 weights = self.table.to_list([w.numpy() for w in out[3]])
             return PlasticRun(counts.astype(np.int32), raster, astro, weights, trace, calcium)

@@ -111,3 +111,28 @@ def test_number_of_row_groups_does_not_change_the_dynamics():
         runs.append(sim.run(probabilities, keys, steps=60))
     assert np.array_equal(runs[0].spikes, runs[1].spikes)
     np.testing.assert_allclose(runs[0].weights, runs[1].weights, rtol=0, atol=1e-6)
+
+
+def test_xla_program_lists_a_value_for_every_parameter_of_the_program_run_compiles():
+    """`xla_program`: the serialized HLO of the sample-phase loop (what `benchmarks/xla_program.py` runs
+    through JAX elsewhere) and one argument per parameter of its entry computation, each of the
+    parameter's shape and element type; `run` gives the same results before and after the export."""
+    from tensorflow.compiler.xla.service import hlo_pb2
+
+    net = Network.generate(dims=(3, 3, 3), n_input=20, seed=1)
+    sim = PlasticSimulator(net, synapse_weights(net, 3.0), "nalsm", "sample", SimParams(astro_w=0.015))
+    p = np.random.default_rng(0).random((4, 20)).astype(np.float32) * 0.5
+    keys = sample_keys(1, "train", np.arange(4))
+    before = sim.run(p, keys, steps=15, record=False)
+    program = sim.xla_program(p, keys, steps=15)
+    module = hlo_pb2.HloModuleProto.FromString(program.hlo)
+    parameters = module.host_program_shape.parameters
+    assert len(parameters) == len(program.arguments) > 9
+    element_type = {np.dtype(np.float32): 11, np.dtype(np.int32): 4, np.dtype(np.uint32): 8}
+    for shape, value in zip(parameters, program.arguments):
+        assert list(shape.dimensions) == list(value.shape)
+        assert shape.element_type == element_type[value.dtype]
+    assert np.array_equal(program.arguments[0], p) and np.array_equal(program.arguments[1], keys)
+    after = sim.run(p, keys, steps=15, record=False)
+    np.testing.assert_array_equal(before.counts, after.counts)
+    np.testing.assert_array_equal(before.weights, after.weights)
