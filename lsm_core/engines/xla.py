@@ -437,7 +437,7 @@ class PlasticSimulator:
         return arguments
 
     def xla_program(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None,
-                    record: bool = False, start: Optional[StreamCarry] = None) -> "XlaProgram":
+                    record: bool = False, start: Optional[StreamCarry] = None) -> XlaProgram:
         """The XLA program that `run` compiles for these rows (on the first device), with its arguments:
         for running the same learning loop elsewhere, e.g. on a GPU through JAX
         (`benchmarks/xla_program.py`).  The program is XLA's input (HLO before any backend's passes)."""
@@ -446,7 +446,9 @@ class PlasticSimulator:
         with _on(self.devices[0]):
             hlo = self._loop.experimental_get_compiler_ir(*arguments)(stage="hlo_serialized")
             captured = self._loop.get_concrete_function(*arguments).captured_inputs
-        flat = tf.nest.flatten(arguments[:7]) + list(captured)   # the program's parameters, in order
+        # the program's parameters, in order: the tensors among the arguments (the others are constants of the
+        # trace), then the captured ones
+        flat = [a for a in tf.nest.flatten(arguments) if tf.is_tensor(a)] + list(captured)
         return XlaProgram(hlo=hlo, arguments=[np.asarray(a) for a in flat])
 
     def run(self, inputs: np.ndarray, keys: np.ndarray, steps: Optional[int] = None, record: bool = True,
