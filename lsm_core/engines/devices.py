@@ -30,6 +30,18 @@ def apply_gpu_choice(gpu_answer: str) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = value
 
 
+def use_portable_cpu_kernels() -> None:
+    """Keep TensorFlow's own oneDNN kernel rewrites off unless the user set TF_ENABLE_ONEDNN_OPTS.
+
+    TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI, BF16 or AMX, where they change
+    the rounding of its non-XLA kernels ("slightly different numerical results") and print a notice that
+    no log level hides.  Off, every x86 CPU runs the same kernels.  The simulation and readout run as XLA
+    programs, which these rewrites never touch, so this costs them nothing.  Must run before TensorFlow
+    is imported; `import lsm_core` calls it.
+    """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
 QUIET_LEVEL = "2"       # TensorFlow's C++ log: INFO and WARNING off (start-up notices), errors still shown
 
 

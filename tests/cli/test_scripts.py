@@ -349,7 +349,7 @@ def test_start_up_is_quiet_unless_verbose_or_the_user_set_the_log_level():
     import os
 
     command = ["bench", "--rule", "static", "--engine", "xla", "--dims", "2x2x2", "--batch", "2", "--steps", "5"]
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
 
     def stderr(*args, **extra_env):
         result = subprocess.run([sys.executable, "-m", "lsm_core", *args], cwd=REPO, capture_output=True, text=True,
@@ -363,3 +363,18 @@ def test_start_up_is_quiet_unless_verbose_or_the_user_set_the_log_level():
     assert stderr(*command) == ""
     assert tensorflow_log(stderr("--verbose", *command))
     assert tensorflow_log(stderr(*command, TF_CPP_MIN_LOG_LEVEL="0"))
+
+
+def test_importing_the_package_keeps_tensorflows_onednn_rewrites_off_unless_the_user_chose():
+    """TF_ENABLE_ONEDNN_OPTS defaults to 0 (the same kernels on every CPU), set before TensorFlow loads;
+    a value the user set is kept."""
+    import os
+
+    code = ("import os, sys; import lsm_core; assert 'tensorflow' not in sys.modules; "
+            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'])")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    for extra, expected in [({}, "0"), ({"TF_ENABLE_ONEDNN_OPTS": "1"}, "1")]:
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                                timeout=120, env={**env, **extra})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected
