@@ -23,7 +23,7 @@ machine.  Two modules can be compared:
 
 Both builds share the rest of the package, so a revision whose module needs other files of its own cannot
 be loaded this way.  Each build is loaded from a copy in the system's temporary directory, named by its
-hash: numba compiles an engine build on its first use (about a minute per build and rule) and caches it
+hash: numba compiles an engine build on its first use (about half a minute per build and rule) and caches it
 there for the next run.  `--base HEAD` on an unchanged tree times one build against itself: the spread of
 its ratio is this machine's noise.
 """

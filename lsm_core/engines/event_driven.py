@@ -540,12 +540,12 @@ def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilitie
                 fire = membrane[j] * free >= v_thresh[j]
                 spiked[j] = fire
                 membrane[j] = membrane[j] * (zero if fire else one)
-            n_spikers = 0
+            n_spikers = np.int64(0)      # typed int64 from the start: a literal 0 would compile `run_parts` twice
             for j in range(n):
                 if spiked[j]:
                     spikers[n_spikers] = j
                     n_spikers += 1
-            n_res_spikes = 0
+            n_res_spikes = np.int64(0)
             while n_res_spikes < n_spikers and spikers[n_res_spikes] < n_res:
                 out_counts[r, spikers[n_res_spikes]] += 1
                 n_res_spikes += 1
@@ -636,17 +636,23 @@ def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn,
     nb.literally(rule)
     rows = out_counts.shape[0]
     for r in nb.prange(rows):
+        # numba types r as int64, then as uint64 inside the parallel loop: one int64 keeps `_run_stream` to one
+        # compiled version
+        row = np.int64(r)
         weights = start_weights.copy()
         trace = start_trace.copy()
         calcium = start_calcium.copy()
-        _run_stream(rule, True, r, r + 1, event_mode, probabilities, events, keys, learns, steps, syn, neu, k,
+        _run_stream(rule, True, row, row + 1, event_mode, probabilities, events, keys, learns, steps, syn, neu, k,
                     weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
         if out_weights.shape[0] > 0:
             for q in range(order.shape[0]):
                 out_weights[r, order[q]] = weights[q]
         if out_trace.shape[0] > 0:
-            out_trace[r] = trace
-            out_calcium[r] = calcium
+            # element by element: a whole-row assignment would compile numba's shape-mismatch message
+            # (string formatting, about 4 s of compiling per rule)
+            for j in range(trace.shape[0]):
+                out_trace[r, j] = trace[j]
+                out_calcium[r, j] = calcium[j]
 
 
 class RuleKernels(NamedTuple):
