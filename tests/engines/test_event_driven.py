@@ -161,6 +161,23 @@ def test_init_phase_on_two_threads_equals_one_thread(net, rule, params, scale):
         np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name), err_msg=name)
 
 
+def test_a_rules_loops_are_compiled_once_per_phase(net):
+    """The loops' integer arguments are int64 in every call: numba compiles each loop once per rule and
+    phase (a literal 0 or a parallel loop's uint64 index had it compile the same loop two or three times,
+    20 s more on a learning rule's first run)."""
+    from lsm_core.engines import event_driven
+
+    probabilities = np.random.default_rng(3).random((3, net.n_input)).astype(np.float32) * 0.5
+    for phase in ("sample", "init"):
+        simulate(net, probabilities, rule="nalsm", phase=phase, params={"astro_w": 0.015}, steps=10,
+                 engine="events")
+    counters = {event_driven._run_stream: (2, 3), event_driven._run_stream_threaded: (2, 3),
+                event_driven._parts_here: (3, 4), event_driven._parts_threaded: (3, 4)}
+    for loop, positions in counters.items():
+        for signature in loop.signatures:
+            assert [str(signature[i]) for i in positions] == ["int64", "int64"], (loop, signature)
+
+
 @pytest.mark.parametrize("rule, params", [("nalsm", {"astro_w": 0.015}), ("apstdp", {"rate_threshold": 0.5,
                                                                                        "rate_range": 0.4})])
 def test_any_cut_of_the_reservoir_into_parts_gives_the_same_numbers(net, rule, params):
