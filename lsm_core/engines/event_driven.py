@@ -339,7 +339,8 @@ def _spread_spikes(rule, track_sum, part, n_spikers, spikers, spiked, jump, syn,
             i = target[p]
             if plastic and spiked[i]:
                 continue              # `_learn_at_spikers` serves this target
-            q = pre_weight[p]
+            # a fixed liquid's weights are in "pre" order, where weight p is synapse p's: read in order
+            q = pre_weight[p] if plastic else p
             old = weights[q]
             synaptic[i] += old * jump_j
             if plastic:

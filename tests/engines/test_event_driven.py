@@ -47,6 +47,8 @@ def test_synapse_tables_list_every_synapse_once_by_pre_and_by_post(net, weight_o
     for cls in range(3):                                                            # exc, inh, input segments
         inside = np.concatenate([np.arange(a, b) for a, b in zip(segment[:, cls], segment[:, cls + 1])])
         assert (pre_class[inside] == cls).all()
+    if weight_order == "pre":               # a fixed liquid's spreading loop reads weight p for synapse p
+        np.testing.assert_array_equal(tables.pre_weight, np.arange(len(syn.post)))
     if weight_order == "post":              # the synapse list's order: the learning loops index weight c by c
         np.testing.assert_array_equal(order, np.arange(len(syn.post)))
         np.testing.assert_array_equal(tables.post_weight, np.arange(len(syn.post)))
