@@ -162,8 +162,9 @@ def build_synapses(net: Network, w_max: float, weight_order: str = "pre",
     """The engine's synapse tables and `order` int64 [n_syn]: weight index -> synapse-list index.
 
     weight_order "pre": weights stored by presynaptic neuron, so that spike propagation streams through
-    them (fixed weights); "post": by postsynaptic neuron, the synapse list's own order, so that the
-    causal updates at a spiking neuron (the larger share of a learning step's work) stream through them.
+    them (fixed weights; pre_weight is then the identity, which the fixed liquid's spreading loop relies
+    on); "post": by postsynaptic neuron, the synapse list's own order, so that the causal updates at a
+    spiking neuron (the larger share of a learning step's work) stream through them.
     """
     syn = net.synapses()                                      # synapse list, sorted by (post, pre)
     by_pre = np.lexsort((syn.post, syn.pre)).astype(np.int64)  # list indices in (pre, post) order
