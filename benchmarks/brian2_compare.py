@@ -53,14 +53,19 @@ in float32, as the toolkit does.
 
 Timing
 ------
-Toolkit: one warm-up call of ``simulate`` (tracing and XLA or numba compilation), then ``--repeats``
-timed calls, best taken; the time is that of the whole public call (building the simulator from the
-liquid and returning the full rasters included).  The toolkit uses every core unless
-``--toolkit-threads N`` (1 matches Brian2's single thread).
-Brian2: the standalone project is generated and compiled once (reported as ``compile_s``), then the
-binary is run ``--repeats`` times; the rate uses Brian2's own measurement of the simulation loop
-(``device._last_run_time``, best of the repeats), which leaves out building the synapses from the index
-arrays and writing results; the whole binary's wall time is reported too (``binary_s``).
+Every simulator is prepared first: the toolkit makes one warm-up call of ``simulate`` per engine (tracing
+and XLA or numba compilation); Brian2's standalone project is generated, compiled (reported as
+``compile_s``) and its binary run once.  Then come ``--repeats`` rounds (default 5) in which every
+simulator runs once, in turns, so that all of them meet the same moments of a machine whose speed drifts
+(a shared 2-core virtual machine easily changes by 20-30 % within a minute).  The table gives the rate of
+the best run and of the median run of each, and the ratios to Brian2 of both.
+Toolkit: the time is that of the whole public call (building the simulator from the liquid and returning
+the full rasters included).  The toolkit uses every core unless ``--toolkit-threads N`` (1 matches
+Brian2's single thread).
+Brian2: the rate uses Brian2's own measurement of the simulation loop (the run time the binary writes
+to ``results/last_run_info.txt``, which ``device._last_run_time`` reads), which leaves out building the
+synapses from the index arrays and writing results; the whole binary's best wall time is reported too
+(``binary_s``).
 
 Exactness (Brian2 against the toolkit)
 --------------------------------------
@@ -77,7 +82,7 @@ Running
 Brian2 is an optional, benchmark-only dependency (``pip install -r benchmarks/requirements.txt``) and
 needs a C++ compiler (g++).  From the repository root::
 
-    python benchmarks/brian2_compare.py                      # batch 32 and 8, engines xla and events
+    python benchmarks/brian2_compare.py                      # batch 32 and 8, engines xla and events, 5 rounds
     python benchmarks/brian2_compare.py --batch 8 --steps 50 --repeats 1 --json
     python benchmarks/brian2_compare.py --skip-brian2 --engines xla
 
@@ -166,35 +171,43 @@ def simulate_takes_engine() -> bool:
     return "engine" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def bench_toolkit(net: Network, probs: np.ndarray, steps: int, repeats: int, engine, threads,
-                  weight_scale: float = WEIGHT_SCALE) -> dict:
-    """Warm-up call, then `repeats` timed calls of simulate(); best wall time.  engine None: the default."""
-    from lsm_core import simulate
-    kwargs = {} if engine is None else {"engine": engine}
+class ToolkitRun:
+    """One toolkit engine on one batch: the warm-up call (tracing and XLA or numba compilation) when made,
+    then one timed call of simulate() per `time_once`.  engine None: the default engine."""
 
-    def call():
-        return simulate(net, probs, rule="static", weight_scale=weight_scale, steps=steps,
-                        seed=INPUT_SEED, **kwargs)
+    def __init__(self, net: Network, probs: np.ndarray, steps: int, engine, threads,
+                 weight_scale: float = WEIGHT_SCALE):
+        from lsm_core import simulate
+        kwargs = {} if engine is None else {"engine": engine}
+        self.call = lambda: simulate(net, probs, rule="static", weight_scale=weight_scale, steps=steps,
+                                     seed=INPUT_SEED, **kwargs)
+        self.net, self.batch, self.steps, self.engine, self.threads = net, probs.shape[0], steps, engine, threads
+        started = time.perf_counter()
+        self.last = self.call()
+        self.warmup = time.perf_counter() - started
+        self.times = []
 
-    start = time.perf_counter()
-    res = call()                                   # tracing / compilation
-    warmup = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        res = call()
-        times.append(time.perf_counter() - start)
-    batch, n_res = probs.shape[0], net.n_res
-    counts = np.asarray(res.counts)                                    # [B, N_res]
-    input_counts = np.asarray(res.spikes)[:, :steps, n_res:].sum(axis=1)  # [B, 784]
-    best = min(times)
-    label = ", ".join(([engine] if engine else []) + ([f"{threads} thread{'s' * (threads > 1)}"]
-                                                      if threads else []))
-    return dict(simulator=f"toolkit ({label})" if label else "toolkit", engine=engine, threads=threads,
-                batch=batch, steps=steps, best_s=best, times_s=times, warmup_s=warmup,
-                sample_ms_per_s=batch * steps / best,
-                mean_rate=float(counts.sum() / (batch * n_res * steps)),
-                _counts=counts, _input_counts=input_counts)
+    def time_once(self) -> None:
+        started = time.perf_counter()
+        self.last = self.call()
+        self.times.append(time.perf_counter() - started)
+
+    def result(self) -> dict:
+        n_res, steps = self.net.n_res, self.steps
+        counts = np.asarray(self.last.counts)                                    # [B, N_res]
+        input_counts = np.asarray(self.last.spikes)[:, :steps, n_res:].sum(axis=1)  # [B, 784]
+        label = ", ".join(([self.engine] if self.engine else [])
+                          + ([f"{self.threads} thread{'s' * (self.threads > 1)}"] if self.threads else []))
+        return dict(simulator=f"toolkit ({label})" if label else "toolkit", engine=self.engine,
+                    threads=self.threads, warmup_s=self.warmup, mean_rate=float(counts.sum() / (self.batch * n_res * steps)),
+                    _counts=counts, _input_counts=input_counts, **rates(self.times, self.batch, steps))
+
+
+def rates(times: list, batch: int, steps: int) -> dict:
+    """Best and median wall time of the timed calls and the rates (sample-ms/s) they give."""
+    best, median = min(times), float(np.median(times))
+    return dict(batch=batch, steps=steps, best_s=best, median_s=median, times_s=list(times),
+                sample_ms_per_s=batch * steps / best, median_sample_ms_per_s=batch * steps / median)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,119 +253,143 @@ def import_brian2():
 LAYOUTS = ("sequential", "copies")
 
 
-def bench_brian2(b2, net: Network, x: np.ndarray, layout: str, repeats: int, workdir: Path,
-                 keep: bool, weight_scale: float = WEIGHT_SCALE) -> dict:
-    """Simulate the B samples of input spikes x (bool [B, steps, 784]) on `net` with Brian2 in C++
-    standalone mode: compile once, run the binary `repeats` times.
+class Brian2Run:
+    """The B samples of input spikes x (bool [B, steps, 784]) on `net` in Brian2's C++ standalone mode:
+    the project is generated and compiled when made, and each `time_once` runs its binary once.
 
     layout "sequential": one copy of the liquid simulates the samples one after another in one run of
     B x steps ms; a custom operation in the "start" slot restores the initial state every `steps` ms,
     which is B separate runs without their start-up costs.  layout "copies": one network of B
     independent copies (B x 1784 neurons, block-diagonal synapses) simulates all samples at once.
     """
-    from lsm_core.engines.interface import synapse_weights
 
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    batch, steps, n_in = x.shape
-    n_res, n_all = net.n_res, net.n_neurons
-    neuron = PAPER.neuron
-    syn = net.synapses()
-    syn_w = synapse_weights(net, weight_scale).astype(np.float64)  # sign x magnitude, synapse-list order
-    copies = batch if layout == "copies" else 1
-    rounds = batch // copies                     # samples each copy simulates one after another
+    def __init__(self, b2, net: Network, x: np.ndarray, layout: str, workdir: Path, keep: bool,
+                 weight_scale: float = WEIGHT_SCALE):
+        self.b2, self.net, self.layout, self.keep = b2, net, layout, keep
+        self.batch, self.steps = x.shape[:2]
+        self.loop_times, self.binary_times = [], []
+        self._build(b2, net, x, layout, workdir, weight_scale)
 
-    # a fresh standalone project, one thread, float32 like the toolkit
-    directory = Path(tempfile.mkdtemp(prefix=f"brian2_{layout}_b{batch}_", dir=workdir))
-    b2.set_device("cpp_standalone", directory=str(directory), build_on_run=False)
-    b2.device.reinit()                  # forget the objects of a previous project
-    b2.device.activate(directory=str(directory), build_on_run=False)
-    b2.prefs.devices.cpp_standalone.openmp_threads = 0
-    b2.prefs.core.default_float_dtype = np.float32
-    b2.defaultclock.dt = 1 * b2.ms
+    def _build(self, b2, net, x, layout, workdir, weight_scale):
+        from lsm_core.engines.interface import synapse_weights
 
-    # Copy c holds neurons c*n_all + [reservoir 0..n_res-1, then the n_in input neurons].
-    # k: this step's kernel exp(-s) if the neuron does not spike now (e^-1 x the last step's kernel);
-    # Isyn: sum_j W_ij k_j, decaying by e^-1 per step; Iin: this step's input current;
-    # Isyn0: Isyn of the initial state; count: spikes so far.
-    G = b2.NeuronGroup(
-        copies * n_all,
-        """V : 1
-           R : 1
-           k : 1
-           Isyn : 1
-           Iin : 1
-           Isyn0 : 1 (constant)
-           count : integer""",
-        threshold=f"V * (1 - clip(R, 0, 1)) >= {neuron.v_thresh!r}",                 # step 1
-        reset="V = 0\nR = 3\nk = 1\ncount += 1",   # steps 2, 4 and 7 (R: 3, minus 1 at "end" = 2)
-        name="liquid")
-    # steps 5-7, after thresholds, synaptic propagation and resets: the "end" slot
-    G.run_regularly(f"""V = V + Isyn + Iin - V / {neuron.tau_v!r}
-                        Isyn = Isyn * {EXP_M1!r}
-                        Iin = 0
-                        k = k * {EXP_M1!r}
-                        R = R - 1""", when="end", name="liquid_update")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        batch, steps, n_in = x.shape
+        n_res, n_all = net.n_res, net.n_neurons
+        neuron = PAPER.neuron
+        syn = net.synapses()
+        syn_w = synapse_weights(net, weight_scale).astype(np.float64)  # sign x magnitude, synapse-list order
+        copies = batch if layout == "copies" else 1
+        rounds = batch // copies                     # samples each copy simulates one after another
 
-    # the initial state of every sample: V = R = 0, s = 20 ms, i.e. every kernel exp(-20) (and Isyn
-    # its weighted sum; the toolkit's exp(-20) x weights, so that even this 2e-9 agrees)
-    since0 = float(neuron.since_spike_init)
-    isyn0 = np.zeros(n_all)
-    np.add.at(isyn0, syn.post, syn_w * np.exp(-since0))
-    G.Isyn0 = np.tile(isyn0, copies)
-    initial = f"V = 0\nR = 0\nk = {float(np.exp(-since0))!r}\nIsyn = Isyn0\nIin = 0"
-    G.run_regularly(initial, dt=steps * b2.ms, when="start", name="liquid_sample_start")
+        # a fresh standalone project, one thread, float32 like the toolkit
+        directory = Path(tempfile.mkdtemp(prefix=f"brian2_{layout}_b{batch}_", dir=workdir))
+        b2.set_device("cpp_standalone", directory=str(directory), build_on_run=False)
+        b2.device.reinit()                  # forget the objects of a previous project
+        b2.device.activate(directory=str(directory), build_on_run=False)
+        b2.prefs.devices.cpp_standalone.openmp_threads = 0
+        b2.prefs.core.default_float_dtype = np.float32
+        b2.defaultclock.dt = 1 * b2.ms
 
-    # recurrent and input synapses, block-diagonal over the copies
-    offsets = (np.arange(copies, dtype=np.int64) * n_all)[:, None]
-    S = b2.Synapses(G, G, "w : 1 (constant)", on_pre="Isyn_post += w * (1 - k_pre)", name="liquid_syn")
-    S.connect(i=(offsets + syn.pre[None, :]).ravel(), j=(offsets + syn.post[None, :]).ravel())
-    S.w = np.tile(syn_w, copies)
+        # Copy c holds neurons c*n_all + [reservoir 0..n_res-1, then the n_in input neurons].
+        # k: this step's kernel exp(-s) if the neuron does not spike now (e^-1 x the last step's kernel);
+        # Isyn: sum_j W_ij k_j, decaying by e^-1 per step; Iin: this step's input current;
+        # Isyn0: Isyn of the initial state; count: spikes so far.
+        G = b2.NeuronGroup(
+            copies * n_all,
+            """V : 1
+               R : 1
+               k : 1
+               Isyn : 1
+               Iin : 1
+               Isyn0 : 1 (constant)
+               count : integer""",
+            threshold=f"V * (1 - clip(R, 0, 1)) >= {neuron.v_thresh!r}",                 # step 1
+            reset="V = 0\nR = 3\nk = 1\ncount += 1",   # steps 2, 4 and 7 (R: 3, minus 1 at "end" = 2)
+            name="liquid")
+        # steps 5-7, after thresholds, synaptic propagation and resets: the "end" slot
+        G.run_regularly(f"""V = V + Isyn + Iin - V / {neuron.tau_v!r}
+                            Isyn = Isyn * {EXP_M1!r}
+                            Iin = 0
+                            k = k * {EXP_M1!r}
+                            R = R - 1""", when="end", name="liquid_update")
 
-    # the input spikes drive the input neurons (100 per spike, in the step of the spike): sample b
-    # runs on copy b % copies, during its round b // copies
-    b_idx, t_idx, p_idx = np.nonzero(x)
-    gen = b2.SpikeGeneratorGroup(copies * n_in, ((b_idx % copies) * n_in + p_idx).astype(np.int64),
-                                 ((b_idx // copies) * steps + t_idx) * b2.ms, name="input_spikes")
-    S_in = b2.Synapses(gen, G, on_pre=f"Iin_post += {float(neuron.input_current)!r}", name="input_syn")
-    S_in.connect(i=np.arange(copies * n_in), j=(offsets + n_res + np.arange(n_in)[None, :]).ravel())
+        # the initial state of every sample: V = R = 0, s = 20 ms, i.e. every kernel exp(-20) (and Isyn
+        # its weighted sum; the toolkit's exp(-20) x weights, so that even this 2e-9 agrees)
+        since0 = float(neuron.since_spike_init)
+        isyn0 = np.zeros(n_all)
+        np.add.at(isyn0, syn.post, syn_w * np.exp(-since0))
+        G.Isyn0 = np.tile(isyn0, copies)
+        initial = f"V = 0\nR = 0\nk = {float(np.exp(-since0))!r}\nIsyn = Isyn0\nIin = 0"
+        G.run_regularly(initial, dt=steps * b2.ms, when="start", name="liquid_sample_start")
 
-    # cumulative spike counts at the start of every round (sequential layout: per-sample counts)
-    objects = [G, S, gen, S_in]
-    if rounds > 1:
-        snapshots = b2.StateMonitor(G, "count", record=True, dt=steps * b2.ms, when="start", order=-1,
-                                    name="round_counts")
-        objects.append(snapshots)
-    network = b2.Network(*objects)
-    network.run(rounds * steps * b2.ms)
+        # recurrent and input synapses, block-diagonal over the copies
+        offsets = (np.arange(copies, dtype=np.int64) * n_all)[:, None]
+        S = b2.Synapses(G, G, "w : 1 (constant)", on_pre="Isyn_post += w * (1 - k_pre)", name="liquid_syn")
+        S.connect(i=(offsets + syn.pre[None, :]).ravel(), j=(offsets + syn.post[None, :]).ravel())
+        S.w = np.tile(syn_w, copies)
 
-    start = time.perf_counter()
-    b2.device.build(directory=str(directory), run=False)
-    compile_s = time.perf_counter() - start
-    loop_times, binary_times = [], []
-    for _ in range(repeats):
+        # the input spikes drive the input neurons (100 per spike, in the step of the spike): sample b
+        # runs on copy b % copies, during its round b // copies
+        b_idx, t_idx, p_idx = np.nonzero(x)
+        gen = b2.SpikeGeneratorGroup(copies * n_in, ((b_idx % copies) * n_in + p_idx).astype(np.int64),
+                                     ((b_idx // copies) * steps + t_idx) * b2.ms, name="input_spikes")
+        S_in = b2.Synapses(gen, G, on_pre=f"Iin_post += {float(neuron.input_current)!r}", name="input_syn")
+        S_in.connect(i=np.arange(copies * n_in), j=(offsets + n_res + np.arange(n_in)[None, :]).ravel())
+
+        # cumulative spike counts at the start of every round (sequential layout: per-sample counts)
+        objects = [G, S, gen, S_in]
+        if rounds > 1:
+            snapshots = b2.StateMonitor(G, "count", record=True, dt=steps * b2.ms, when="start", order=-1,
+                                        name="round_counts")
+            objects.append(snapshots)
+        network = b2.Network(*objects)
+        network.run(rounds * steps * b2.ms)
+
         start = time.perf_counter()
+        b2.device.build(directory=str(directory), run=False)
+        self.compile_s = time.perf_counter() - start
+        # one untimed run through Brian2 (the binary's first start, and the spike counts: they are the
+        # same in every run); the timed runs start the same binary with the same arguments directly, so
+        # that the projects of several layouts can take turns (Brian2 holds only its latest project)
         b2.device.run()
-        binary_times.append(time.perf_counter() - start)
-        loop_times.append(float(b2.device._last_run_time))
+        run_cmd = b2.prefs.devices.cpp_standalone.run_cmd_unix
+        self.command = ([run_cmd] if isinstance(run_cmd, str) else list(run_cmd)) + [
+            "--results_dir", str(b2.device.results_dir)]
+        self.directory, self.results_dir = directory, Path(b2.device.results_dir)
+        final = np.asarray(G.count[:], np.int64)                        # [copies * n_all]
+        if rounds > 1:          # one copy: counts of sample b = snapshot at round b+1 - snapshot at round b
+            cumulative = np.concatenate([np.asarray(snapshots.count, np.int64), final[:, None]], axis=1)
+            counts = np.diff(cumulative, axis=1).T                      # [batch, n_all]
+        else:
+            counts = final.reshape(batch, n_all)
+        self.counts = counts
+        self.n_synapses, self.n_input_spikes = int(copies * len(syn.post)), int(len(b_idx))
 
-    final = np.asarray(G.count[:], np.int64)                        # [copies * n_all]
-    if rounds > 1:          # one copy: counts of sample b = snapshot at round b+1 - snapshot at round b
-        cumulative = np.concatenate([np.asarray(snapshots.count, np.int64), final[:, None]], axis=1)
-        counts = np.diff(cumulative, axis=1).T                      # [batch, n_all]
-    else:
-        counts = final.reshape(batch, n_all)
-    if not keep:
-        shutil.rmtree(directory, ignore_errors=True)
-    best = min(loop_times)
-    label = "sequential samples" if layout == "sequential" else f"{batch} cop{'ies' if batch > 1 else 'y'}"
-    return dict(simulator=f"Brian2 ({label})", layout=layout, engine=None, batch=batch, steps=steps,
-                best_s=best, times_s=loop_times, binary_s=min(binary_times), compile_s=compile_s,
-                sample_ms_per_s=batch * steps / best,
-                mean_rate=float(counts[:, :n_res].sum() / (batch * n_res * steps)),
-                n_synapses=int(copies * len(syn.post)), n_input_spikes=int(len(b_idx)),
-                directory=str(directory) if keep else None,
-                _counts=counts[:, :n_res], _input_counts=counts[:, n_res:])
+    def time_once(self) -> None:
+        """Run the binary once: its wall time and Brian2's own timer of the simulation loop."""
+        import subprocess
+        start = time.perf_counter()
+        subprocess.run(self.command, cwd=self.directory, check=True, stdout=subprocess.DEVNULL)
+        self.binary_times.append(time.perf_counter() - start)
+        run_time, _ = (self.results_dir / "last_run_info.txt").read_text().split()
+        self.loop_times.append(float(run_time))
+
+    def result(self) -> dict:
+        """The row of the table (its project folder deleted unless kept)."""
+        if not self.keep:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        batch, steps, n_res = self.batch, self.steps, self.net.n_res
+        label = ("sequential samples" if self.layout == "sequential"
+                 else f"{batch} cop{'ies' if batch > 1 else 'y'}")
+        return dict(simulator=f"Brian2 ({label})", layout=self.layout, engine=None,
+                    binary_s=min(self.binary_times), compile_s=self.compile_s,
+                    mean_rate=float(self.counts[:, :n_res].sum() / (batch * n_res * steps)),
+                    n_synapses=self.n_synapses, n_input_spikes=self.n_input_spikes,
+                    directory=str(self.directory) if self.keep else None,
+                    _counts=self.counts[:, :n_res], _input_counts=self.counts[:, n_res:],
+                    **rates(self.loop_times, batch, steps))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -379,11 +416,13 @@ def cpu_name() -> str:
 
 
 def print_table(rows: list, notes: list) -> None:
-    header = f"{'simulator':<36} {'batch':>5} {'sample-ms/s':>12} {'mean rate':>10} {'vs Brian2':>9}  notes"
+    header = (f"{'simulator':<36} {'batch':>5} {'sample-ms/s':>12} {'median':>9} {'mean rate':>10} {'vs Brian2':>9} "
+              f"{'median':>7}  notes")
     print(header)
     print("-" * len(header))
     for r in rows:
         ratio = f"{r['vs_brian2']:.2f}x" if r.get("vs_brian2") is not None else "-"
+        median_ratio = f"{r['median_vs_brian2']:.2f}x" if r.get("median_vs_brian2") is not None else "-"
         extra = []
         if "compile_s" in r:
             extra.append(f"compile {r['compile_s']:.1f} s, binary {r['binary_s']:.2f} s")
@@ -394,8 +433,9 @@ def print_table(rows: list, notes: list) -> None:
             extra.append(f"inputs identical: {'yes' if a['input_spikes_identical'] else 'NO'}, "
                          f"rate {100 * (a['rate_rel_diff'] or 0.0):+.2f} %, "
                          f"{100 * a['reservoir_counts_equal_fraction']:.1f} % of counts equal")
-        print(f"{r['simulator']:<36} {r['batch']:>5} {r['sample_ms_per_s']:>12,.0f} {r['mean_rate']:>10.5f} "
-              f"{ratio:>9}  {'; '.join(extra)}")
+        print(f"{r['simulator']:<36} {r['batch']:>5} {r['sample_ms_per_s']:>12,.0f} "
+              f"{r['median_sample_ms_per_s']:>9,.0f} {r['mean_rate']:>10.5f} {ratio:>9} {median_ratio:>7}  "
+              f"{'; '.join(extra)}")
     for note in notes:
         print(f"note: {note}")
 
@@ -408,7 +448,8 @@ def main(argv=None) -> int:
     ap.add_argument("--weight-scale", type=float, default=WEIGHT_SCALE,
                     help="magnitude of every weight (default 1.0, the paper's LSM value: about 39 Hz on MNIST; "
                          "3.0 gives a saturated liquid of about 240 Hz)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats, best taken (default: 3)")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="timed rounds: every simulator runs once per round, in turns (default: 5)")
     ap.add_argument("--engines", nargs="+", default=["xla", "events"],
                     help="toolkit engines, passed as simulate(engine=...) (default: xla events)")
     ap.add_argument("--toolkit-threads", type=int, default=None,
@@ -451,29 +492,32 @@ def main(argv=None) -> int:
         for batch in args.batch:
             probs = probs_all[:batch]
             brian = None                # the faster Brian2 layout: the reference of the ratios
+            runs = []
             if b2 is not None:
                 x = input_spike_trains(probs, args.steps)
-                measured = [bench_brian2(b2, net, x, layout, args.repeats, workdir, args.keep_brian2_dir,
-                                         args.weight_scale)
-                            for layout in args.brian2_layout]
-                brian = max(measured, key=lambda r: r["sample_ms_per_s"])
-                for r in measured:
-                    r["vs_brian2"] = r["sample_ms_per_s"] / brian["sample_ms_per_s"]
-                    if r is not brian:
-                        r["agreement"] = agreement(brian, r)
-                rows.extend(measured)
+                runs += [Brian2Run(b2, net, x, layout, workdir, args.keep_brian2_dir, args.weight_scale)
+                         for layout in args.brian2_layout]
             for engine in engines:
                 try:
-                    tool = bench_toolkit(net, probs, args.steps, args.repeats, engine, args.toolkit_threads,
-                                         args.weight_scale)
+                    runs.append(ToolkitRun(net, probs, args.steps, engine, args.toolkit_threads, args.weight_scale))
                 except (TypeError, ValueError, NotImplementedError, ImportError) as exc:
                     notes.append(f"toolkit engine {engine!r} skipped at batch {batch}: "
                                  f"{type(exc).__name__}: {exc}")
-                    continue
-                if brian is not None:
-                    tool["vs_brian2"] = tool["sample_ms_per_s"] / brian["sample_ms_per_s"]
-                    tool["agreement"] = agreement(brian, tool)
-                rows.append(tool)
+            # the simulators take turns, one timed run each per round, so that they all meet the same
+            # moments of a machine whose speed drifts
+            for _ in range(args.repeats):
+                for run in runs:
+                    run.time_once()
+            measured = [run.result() for run in runs]
+            brians = [r for r in measured if r["engine"] is None and "layout" in r]
+            if brians:
+                brian = max(brians, key=lambda r: r["sample_ms_per_s"])
+                for r in measured:
+                    r["vs_brian2"] = r["sample_ms_per_s"] / brian["sample_ms_per_s"]
+                    r["median_vs_brian2"] = r["median_sample_ms_per_s"] / brian["median_sample_ms_per_s"]
+                    if r is not brian:
+                        r["agreement"] = agreement(brian, r)
+            rows.extend(measured)
     finally:
         if not args.keep_brian2_dir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -492,7 +536,7 @@ def main(argv=None) -> int:
     else:
         print(f"liquid {DIMS[0]}x{DIMS[1]}x{DIMS[2]} ({net.n_res} neurons, {N_INPUT} inputs, "
               f"{net.n_syn} synapses, weights +-{args.weight_scale}), {args.steps} ms per sample, "
-              f"best of {args.repeats}; {cpu_name()}, {os.cpu_count()} cores; "
+              f"{args.repeats} rounds in turns; {cpu_name()}, {os.cpu_count()} cores; "
               f"mean rate = reservoir spikes per neuron per ms; 1-min load average "
               f"{load['before']:.2f} before, {load['after']:.2f} after")
         print_table(public, notes)
