@@ -102,6 +102,23 @@ def test_loss_at_zero_init_is_log10_and_grads_match_autodiff():
     np.testing.assert_allclose(g_b.numpy(), r_b.numpy(), rtol=1e-5, atol=1e-7)
 
 
+def test_the_compiled_gradient_product_keeps_its_orientation():
+    """dL/dW is computed as g^T x [10, N_res] (a skinny g: the faster product on CPUs) and then transposed;
+    XLA would fold the transpose into the product (x^T g [N_res, 10]) without the barrier."""
+    import re
+
+    from lsm_core.analysis.readout import _build_training_fn
+
+    n_features, batch = 12, 5
+    train_epochs = _build_training_fn(1, batch, RC, True)
+    w, b = tf.zeros([n_features, N_CLASSES]), tf.zeros([N_CLASSES])
+    hlo = train_epochs.experimental_get_compiler_ir(
+        n_epochs=tf.constant(1), x_train=tf.zeros([2 * batch, n_features]), y_train=tf.zeros([2 * batch], tf.int32),
+        weights=w, bias=b, acc_gw=w, acc_uw=w, acc_gb=b, acc_ub=b)(stage="optimized_hlo")
+    products = sorted(re.findall(r"= f32\[([0-9,]+)\]\{[0-9,]+\} dot\(", hlo))
+    assert products == [f"{N_CLASSES},{n_features}", f"{batch},{N_CLASSES}"]   # gradient; logits
+
+
 def test_first_adadelta_step_by_hand():
     """One batch, one epoch from zero: the gradient and the Adadelta step computed in NumPy."""
     counts, y = _blobs(20, seed=4)
