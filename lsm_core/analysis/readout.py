@@ -23,17 +23,18 @@ the epoch.
 
 Speed (2 cores of an AMD EPYC with AVX-512, N_res 1000, 50,000 training samples in batches of 250, 10,000
 validation and 10,000 test samples; ``python -c "from lsm_core.analysis.readout import time_epochs;
-print(time_epochs(epochs=20))"``): about 0.053-0.059 s per epoch once the first chunk is compiled (about 3 s);
-the paper's 5000 epochs take about 5 minutes.  Training alone takes 0.047-0.052 s per epoch on both cores
-(0.058 s on one), the evaluation 0.015 s (0.026 s on one).  On the earlier AVX2 EPYC: 0.08-0.10 s per
-epoch, training 0.07 s (0.11 s on one), evaluation 0.03 s (0.05 s on one): 0.16 CPU-seconds in all, so
-overlapping the two saved up to a fifth of an epoch (measured there in alternation with the serial form:
-a median of 16 % less time per epoch).  Single-threaded on that machine, the 200 gradient products x^T g
-took about 60 ms per epoch, the 200 forward products x W about 40 ms, the evaluation products over the
-70,000 samples about 45 ms, the other per-batch kernels about 15 ms.
-Forms that XLA runs faster (another operand orientation, a class dimension padded to 16, one product for
-all three sets) round differently for some shapes, so they are not used: the numbers stay those of the
-products written here.
+print(time_epochs(epochs=20))"``): about 0.036-0.038 s per epoch once the first chunk is compiled (about 2 s);
+the paper's 5000 epochs take about 3 minutes.  The training takes 0.037 s per epoch on one core (a second
+one does not shorten it), the evaluation 0.015 s on two cores (0.026 s on one), hidden behind the next
+chunk's training on the other core.  Most of the training is its two products per batch, x W and g^T x.
+XLA used to fold the transpose of (g^T x)^T into the product, computing x^T g [N_res, 10] instead, which
+took a quarter longer (0.050 s per epoch overall); an optimisation barrier now keeps the product as written
+(`batch_loss_and_grads`).  Both orientations sum the same products, and for 1000 features in batches of
+250 the numbers are identical; for some other shapes XLA's blocking of the sum over the batch differs
+between them, by rounding (a few 1e-8 in a gradient).  On the earlier AVX2 EPYC, before that change:
+0.08-0.10 s per epoch.
+Forms that XLA runs faster still (a class dimension padded to 16, one product for all three sets in the
+evaluation) round differently, so they are not used.
 """
 from __future__ import annotations
 
