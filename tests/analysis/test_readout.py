@@ -111,10 +111,12 @@ def test_the_compiled_gradient_product_keeps_its_orientation():
 
     n_features, batch = 12, 5
     train_epochs = _build_training_fn(1, batch, RC, True)
-    w, b = tf.zeros([n_features, N_CLASSES]), tf.zeros([N_CLASSES])
-    hlo = train_epochs.experimental_get_compiler_ir(
-        n_epochs=tf.constant(1), x_train=tf.zeros([2 * batch, n_features]), y_train=tf.zeros([2 * batch], tf.int32),
-        weights=w, bias=b, acc_gw=w, acc_uw=w, acc_gb=b, acc_ub=b)(stage="optimized_hlo")
+    with tf.device("/CPU:0"):            # the CPU's program (a GPU's calls its products as library kernels)
+        w, b = tf.zeros([n_features, N_CLASSES]), tf.zeros([N_CLASSES])
+        hlo = train_epochs.experimental_get_compiler_ir(
+            n_epochs=tf.constant(1), x_train=tf.zeros([2 * batch, n_features]),
+            y_train=tf.zeros([2 * batch], tf.int32), weights=w, bias=b, acc_gw=w, acc_uw=w, acc_gb=b,
+            acc_ub=b)(stage="optimized_hlo")
     products = sorted(re.findall(r"= f32\[([0-9,]+)\]\{[0-9,]+\} dot\(", hlo))
     assert products == [f"{N_CLASSES},{n_features}", f"{batch},{N_CLASSES}"]   # gradient; logits
 
