@@ -102,6 +102,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -199,7 +200,8 @@ class ToolkitRun:
         label = ", ".join(([self.engine] if self.engine else [])
                           + ([f"{self.threads} thread{'s' * (self.threads > 1)}"] if self.threads else []))
         return dict(simulator=f"toolkit ({label})" if label else "toolkit", engine=self.engine,
-                    threads=self.threads, warmup_s=self.warmup, mean_rate=float(counts.sum() / (self.batch * n_res * steps)),
+                    threads=self.threads, warmup_s=self.warmup,
+                    mean_rate=float(counts.sum() / (self.batch * n_res * steps)),
                     _counts=counts, _input_counts=input_counts, **rates(self.times, self.batch, steps))
 
 
@@ -265,7 +267,7 @@ class Brian2Run:
 
     def __init__(self, b2, net: Network, x: np.ndarray, layout: str, workdir: Path, keep: bool,
                  weight_scale: float = WEIGHT_SCALE):
-        self.b2, self.net, self.layout, self.keep = b2, net, layout, keep
+        self.net, self.layout, self.keep = net, layout, keep
         self.batch, self.steps = x.shape[:2]
         self.loop_times, self.binary_times = [], []
         self._build(b2, net, x, layout, workdir, weight_scale)
@@ -369,7 +371,6 @@ class Brian2Run:
 
     def time_once(self) -> None:
         """Run the binary once: its wall time and Brian2's own timer of the simulation loop."""
-        import subprocess
         start = time.perf_counter()
         subprocess.run(self.command, cwd=self.directory, check=True, stdout=subprocess.DEVNULL)
         self.binary_times.append(time.perf_counter() - start)
