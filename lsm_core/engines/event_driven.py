@@ -29,9 +29,9 @@ loops compiled by numba that visit only those synapses:
   postsynaptic order (the synapse list's own), so that the causal updates, the larger share of a
   learning step, stream through them.  A neuron's incoming synapses come in three segments by
   presynaptic class (excitatory, inhibitory, input), inside which a rule's coefficients and bounds are
-  constants.  The updates avoid data-dependent branches (the only one asks whether a presynaptic neuron
-  spiked, which is rare): on these liquids a mispredicted branch costs more than the arithmetic it would
-  skip.  The rule is a compile-time constant of the compiled loops (`compiled_for_rule`): each rule is
+  constants.  The updates avoid data-dependent branches: on these liquids a mispredicted branch costs more
+  than the arithmetic it would skip, and a saturated liquid has a quarter of its neurons spike in a step.
+  (The one left asks, in the spreading loop, whether a target spiked.)  The rule is a compile-time constant of the compiled loops (`compiled_for_rule`): each rule is
   compiled on its first use, and its loops carry no dispatch by rule.
 * **Threads.**  Rows of a sample-phase batch are independent and run in parallel threads.  The init
   phase is one stream, so there every step cuts its synaptic work by postsynaptic neuron into parts,
@@ -315,7 +315,7 @@ def _rule_change(rule, causal, anti_causal, lr, astro, sign, post_calcium, thres
 # functions below take plain arrays: numba's parallel loops do not write through arrays held in tuples.
 #
 # Arrays of the step: spiked bool [N]; spikers int64 [N] (ascending, the first n_res_spikes reservoir
-# neurons); jump float64 [N] (kernel[0] - kernel[s] before the spike, for this step's spikers); since
+# neurons); jump float64 [N] (kernel[0] - kernel[s] before the spike for this step's spikers, 0 elsewhere); since
 # uint16 [N] (already 0 for this step's spikers); synaptic, change, weight_sum float64 [N_res]; current
 # float32 [N] (the part writes its neurons' synaptic current into it).
 
@@ -380,10 +380,10 @@ def _learn_at_spikers(rule, track_sum, clip_now, part, n_res_spikes, spikers, sp
             for c in range(post_segment[i, cls], post_segment[i, cls + 1]):
                 j = post_pre[c]
                 old = weights[c]
-                anti = zero
-                if spiked[j]:
-                    current += old * jump[j]
-                    anti = post_trace
+                # jump[j] is 0 unless j spiked this step: no branch on a presynaptic spike, which in a
+                # saturated liquid (a quarter of the neurons each step) the CPU cannot predict
+                current += old * jump[j]
+                anti = post_trace if spiked[j] else zero
                 start = min(max(old, lower), upper) if clip_now else old
                 new = min(max(start + _rule_change(rule, trace[j], anti, lr, astro, sign, post_calcium, threshold,
                                                    window), lower), upper)
@@ -568,6 +568,8 @@ def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilitie
             run_parts(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
                       weights, trace, calcium, lr, astro, k.rate_threshold, k.rate_range, synaptic, change,
                       weight_sum, current, neu.kernel_decay)
+            for a in range(n_spikers):   # jump is 0 wherever no spike: `_learn_at_spikers` adds it unconditionally
+                jump[spikers[a]] = 0.0
             if plastic:
                 # step 9: traces
                 for j in range(n):
