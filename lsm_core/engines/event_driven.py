@@ -31,8 +31,9 @@ loops compiled by numba that visit only those synapses:
   presynaptic class (excitatory, inhibitory, input), inside which a rule's coefficients and bounds are
   constants.  The updates avoid data-dependent branches: on these liquids a mispredicted branch costs more
   than the arithmetic it would skip, and a saturated liquid has a quarter of its neurons spike in a step.
-  (The one left asks, in the spreading loop, whether a target spiked.)  The rule is a compile-time constant of the compiled loops (`compiled_for_rule`): each rule is
-  compiled on its first use, and its loops carry no dispatch by rule.
+  (The one left asks, in the spreading loop, whether a target spiked.)  The rule is a compile-time
+  constant of the compiled loops (`compiled_for_rule`): each rule is compiled on its first use, and its
+  loops carry no dispatch by rule.
 * **Threads.**  Rows of a sample-phase batch are independent and run in parallel threads.  The init
   phase is one stream, so there every step cuts its synaptic work by postsynaptic neuron into parts,
   blocks of the reservoir with about as many incoming synapses each (`SYNAPSE_PARTS`, two), run on that
