@@ -339,15 +339,19 @@ def _spread_spikes(rule, track_sum, part, n_spikers, spikers, spiked, jump, syn,
                 # from the cache of the thread that works on it.
                 _prefetch(weights, pre_weight[min(p + PREFETCH_AHEAD, stop - 1)])
             i = target[p]
-            if plastic and spiked[i]:
-                continue              # `_learn_at_spikers` serves this target
             # a fixed liquid's weights are in "pre" order, where weight p is synapse p's: read in order
             q = pre_weight[p] if plastic else p
             old = weights[q]
-            synaptic[i] += old * jump_j
-            if plastic:
+            if not plastic:
+                synaptic[i] += old * jump_j
+            else:
+                # `_learn_at_spikers` serves a target that spiked: here it keeps its weight and gets 0, with
+                # no branch on its spike (a saturated liquid has a quarter of its neurons spike in a step)
+                quiet = not spiked[i]
+                synaptic[i] += old * (jump_j if quiet else 0.0)
                 new = min(max(old + _rule_change(rule, zero, trace[i], lr, astro, sign, calcium[i], threshold,
                                                  window), lower), upper)
+                new = new if quiet else old
                 weights[q] = new
                 moved = np.float64(new) - np.float64(old)
                 change[i] += moved * kernel[0]
