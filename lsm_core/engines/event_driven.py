@@ -548,10 +548,9 @@ def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilitie
                 spiked[j] = fire
                 membrane[j] = membrane[j] * (zero if fire else one)
             n_spikers = np.int64(0)      # typed int64 from the start: a literal 0 would compile `run_parts` twice
-            for j in range(n):
-                if spiked[j]:
-                    spikers[n_spikers] = j
-                    n_spikers += 1
+            for j in range(n):           # without a branch: written always, kept where j spiked
+                spikers[n_spikers] = j
+                n_spikers += np.int64(spiked[j])
             n_res_spikes = np.int64(0)
             while n_res_spikes < n_spikers and spikers[n_res_spikes] < n_res:
                 out_counts[r, spikers[n_res_spikes]] += 1
