@@ -50,7 +50,10 @@ Shapes: B rows, N = N_res + n_in neurons (reservoir first), T steps, n_syn synap
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import tempfile
 from typing import Callable, NamedTuple, Optional
 
 import numba as nb
@@ -262,9 +265,14 @@ def _pixel_uniform(step_key, pixel):
     return np.float32(bits >> np.uint64(8)) * np.float32(2.0 ** -24)
 
 
-@nb.njit(cache=True)
 def pixel_uniform(keys, t, n_input):
     """float32 [B, n_input]: `randomness.step_pixel_uniform_np`, compiled (for tests)."""
+    with compiling():
+        return _pixel_uniform_rows(keys, t, n_input)
+
+
+@nb.njit(cache=True)
+def _pixel_uniform_rows(keys, t, n_input):
     out = np.empty((keys.shape[0], n_input), np.float32)
     for b in range(keys.shape[0]):
         step_key = _hash32(np.uint64(keys[b]) ^ _hash32(np.uint64(t) + np.uint64(_STEP_SALT)))
@@ -700,6 +708,12 @@ def compiled_for_rule(rule: int) -> RuleKernels:
     return RuleKernels(*(nb.njit(**_COMPILED)(entry) for entry in (rows, stream, stream_threaded)))
 
 
+# The arguments of a `RuleKernels.rows` call that hold one entry per batch row (cut to none for an empty call):
+# probabilities, events, keys, learns, record_slot, out_counts, out_raster (by slot), out_astro, out_weights,
+# out_trace, out_calcium.
+ROWS_BATCH_ARGS = (1, 2, 3, 4, 13, 14, 15, 16, 17, 18, 19)
+
+
 @nb.njit(cache=True, parallel=True)
 def _touch_threads(out):
     for i in nb.prange(out.shape[0]):
@@ -711,8 +725,67 @@ def quick_thread_launch() -> bool:
     """Whether numba's threading layer starts a parallel loop in microseconds (OpenMP or TBB, about 2-3 us
     here).  Only then does the init phase run each step's parts on several threads: the fallback layer,
     workqueue, takes about 50 us per launch, more than a step's work."""
-    _touch_threads(np.zeros(2))
+    with compiling():
+        _touch_threads(np.zeros(2))
     return nb.threading_layer() in ("omp", "tbb")
+
+
+# ----------------------------------------------------------------------------------------------
+# Compiling beside other processes
+# ----------------------------------------------------------------------------------------------
+
+COMPILE_LOCK_NAME = "lsm_core_compile.lock"
+
+
+@contextlib.contextmanager
+def compiling():
+    """Held while this process compiles a loop of this module or loads it from numba's cache on disk.
+
+    That cache is not safe for two processes that compile one function at the same moment: both may give
+    the same file name to different compiled versions, and a later run then loads the wrong machine code
+    and crashes.  Test processes, sweep workers and several scripts started together do exactly that on a
+    fresh installation, so the first call of every loop in a process takes an exclusive `flock` on a file
+    beside the cache (the system releases it when the process ends, also after a crash).  Where the file
+    system has no locks, the call goes ahead without one."""
+    try:
+        import fcntl
+        folder = getattr(getattr(_run_rows, "_cache", None), "_cache_path", None) or tempfile.gettempdir()
+        handle = open(os.path.join(folder, COMPILE_LOCK_NAME), "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:             # no locks on this file system: as without the lock
+            pass
+        yield                       # closing the file releases the lock
+
+
+def _run_compiled(kernel, args: tuple, empty_args: tuple) -> None:
+    """kernel(*args); the first time this process meets these argument types, an empty call (`empty_args`:
+    the same types, no samples) first compiles or loads the kernel under `compiling()`, so that the lock is
+    never held while simulating."""
+    if _needs_compiling(kernel, args):
+        with compiling():
+            kernel(*empty_args)
+    kernel(*args)
+
+
+def _needs_compiling(kernel, args: tuple) -> bool:
+    """Whether `kernel`, a numba dispatcher, has no machine code in this process for these arguments' types
+    yet (False for any other callable)."""
+    if not hasattr(kernel, "overloads"):
+        return False
+    try:
+        return tuple(kernel.typeof_pyval(a) for a in args) not in kernel.overloads
+    except Exception:               # numba's dispatcher internals changed: take the safe way
+        return True
+
+
+def _without_rows(args: tuple, batch_args: tuple) -> tuple:
+    """`args` with the arrays at the positions `batch_args` cut to no rows (the same types)."""
+    return tuple(a[:0] if i in batch_args else a for i, a in enumerate(args))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -776,10 +849,10 @@ class EventLiquidSimulator(_EventEngine):
         self._threads()
         zeros = np.zeros(self.n_neurons, np.float32)
         nothing = np.zeros((0, 0), np.float32)
-        compiled_for_rule(0).rows(event_mode, probabilities, events, keys, np.ones(len(keys), np.float32), steps,
-                                  self.synapses, self.neurons, self.constants, self.weights, zeros, zeros, False,
-                                  out["slot"], out["counts"], out["raster"], out["astro"], nothing, nothing, nothing,
-                                  self.order)
+        args = (event_mode, probabilities, events, keys, np.ones(len(keys), np.float32), steps, self.synapses,
+                self.neurons, self.constants, self.weights, zeros, zeros, False, out["slot"], out["counts"],
+                out["raster"], out["astro"], nothing, nothing, nothing, self.order)
+        _run_compiled(compiled_for_rule(0).rows, args, _without_rows(args, ROWS_BATCH_ARGS))
         return out["counts"], out["raster"]
 
 
@@ -843,18 +916,19 @@ class EventPlasticSimulator(_EventEngine):
         if self.phase == "sample":
             final = np.empty((rows, len(self.order)), np.float32)
             final_trace, final_calcium = (np.empty((rows, self.n_neurons), np.float32) for _ in range(2))
-            compiled_for_rule(code).rows(event_mode, probabilities, events, keys, learns, steps, self.synapses,
-                                         self.neurons, self.constants, weights, trace, calcium, clip_first,
-                                         out["slot"], out["counts"], out["raster"], out["astro"], final,
-                                         final_trace, final_calcium, self.order)
+            args = (event_mode, probabilities, events, keys, learns, steps, self.synapses, self.neurons,
+                    self.constants, weights, trace, calcium, clip_first, out["slot"], out["counts"], out["raster"],
+                    out["astro"], final, final_trace, final_calcium, self.order)
+            _run_compiled(compiled_for_rule(code).rows, args, _without_rows(args, ROWS_BATCH_ARGS))
         else:
             trace, calcium = trace.copy(), calcium.copy()
             threaded = nb.get_num_threads() > 1 and quick_thread_launch()
             kernels = compiled_for_rule(code)
             stream = kernels.stream_threaded if threaded else kernels.stream
-            stream(False, 0, rows, event_mode, probabilities, events, keys, learns, steps, self.synapses,
-                   self.neurons, self.constants, weights, trace, calcium, clip_first, out["slot"], out["counts"],
-                   out["raster"], out["astro"])
+            args = (False, 0, rows, event_mode, probabilities, events, keys, learns, steps, self.synapses,
+                    self.neurons, self.constants, weights, trace, calcium, clip_first, out["slot"], out["counts"],
+                    out["raster"], out["astro"])
+            _run_compiled(stream, args, args[:2] + (0,) + args[3:])      # no samples: first = stop = 0
             final = self.from_engine_order(weights)[np.newaxis]
             final_trace, final_calcium = trace[np.newaxis], calcium[np.newaxis]
         return PlasticRun(out["counts"], out["raster"], out["astro"], final, final_trace, final_calcium)

@@ -267,3 +267,34 @@ def test_missing_numba_is_a_clear_error_naming_the_fix(net, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_event_engine)
     with pytest.raises(UserError, match="numba.*--engine xla"):
         liquid_simulator(net, synapse_weights(net, 1.0), engine="events")
+
+
+def test_a_process_compiles_only_while_no_other_process_does(tmp_path):
+    """numba's cache on disk is not safe for two processes compiling one function at once (a later run can
+    load the wrong machine code and crash), so a process's first call of a loop waits for `compiling()`."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from lsm_core.engines.event_driven import compiling
+
+    keys = np.arange(2, dtype=np.uint32)
+    pixel_uniform(keys, 3, 5)                       # compiled and cached: the child only loads it
+    child = ("import time, numpy as np\n"
+             "from lsm_core.engines import event_driven as ed\n"
+             "print('calling', flush=True)\n"
+             "u = ed.pixel_uniform(np.arange(2, dtype=np.uint32), 3, 5)\n"
+             "print(time.time(), u.shape, flush=True)\n")
+    with compiling():                               # another process compiling beside the same cache
+        process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
+                                   cwd=tmp_path, env={**os.environ,
+                                                      "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+        assert process.stdout.readline().strip() == "calling"
+        time.sleep(3.0)                             # without the lock the child would be done by now
+        released = time.time()
+    out, _ = process.communicate(timeout=120)
+    done, shape = out.split(maxsplit=1)
+    assert process.returncode == 0 and shape.strip() == "(2, 5)"
+    assert float(done) >= released
