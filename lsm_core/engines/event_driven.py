@@ -708,10 +708,9 @@ def compiled_for_rule(rule: int) -> RuleKernels:
     return RuleKernels(*(nb.njit(**_COMPILED)(entry) for entry in (rows, stream, stream_threaded)))
 
 
-# The arguments of a `RuleKernels.rows` call that hold one entry per batch row (cut to none for an empty call):
-# probabilities, events, keys, learns, record_slot, out_counts, out_raster (by slot), out_astro, out_weights,
-# out_trace, out_calcium.
-ROWS_BATCH_ARGS = (1, 2, 3, 4, 13, 14, 15, 16, 17, 18, 19)
+# The position of out_counts among a `RuleKernels.rows` call's arguments: `_run_rows` simulates one row per
+# row of it, so with it cut to no rows the same call simulates nothing.
+ROWS_COUNTS_ARG = 14
 
 
 @nb.njit(cache=True, parallel=True)
@@ -783,9 +782,10 @@ def _needs_compiling(kernel, args: tuple) -> bool:
         return True
 
 
-def _without_rows(args: tuple, batch_args: tuple) -> tuple:
-    """`args` with the arrays at the positions `batch_args` cut to no rows (the same types)."""
-    return tuple(a[:0] if i in batch_args else a for i, a in enumerate(args))
+def _without_rows(args: tuple) -> tuple:
+    """The arguments of a `RuleKernels.rows` call with no rows to simulate (the same types)."""
+    k = ROWS_COUNTS_ARG
+    return args[:k] + (args[k][:0],) + args[k + 1:]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -852,7 +852,7 @@ class EventLiquidSimulator(_EventEngine):
         args = (event_mode, probabilities, events, keys, np.ones(len(keys), np.float32), steps, self.synapses,
                 self.neurons, self.constants, self.weights, zeros, zeros, False, out["slot"], out["counts"],
                 out["raster"], out["astro"], nothing, nothing, nothing, self.order)
-        _run_compiled(compiled_for_rule(0).rows, args, _without_rows(args, ROWS_BATCH_ARGS))
+        _run_compiled(compiled_for_rule(0).rows, args, _without_rows(args))
         return out["counts"], out["raster"]
 
 
@@ -919,7 +919,7 @@ class EventPlasticSimulator(_EventEngine):
             args = (event_mode, probabilities, events, keys, learns, steps, self.synapses, self.neurons,
                     self.constants, weights, trace, calcium, clip_first, out["slot"], out["counts"], out["raster"],
                     out["astro"], final, final_trace, final_calcium, self.order)
-            _run_compiled(compiled_for_rule(code).rows, args, _without_rows(args, ROWS_BATCH_ARGS))
+            _run_compiled(compiled_for_rule(code).rows, args, _without_rows(args))
         else:
             trace, calcium = trace.copy(), calcium.copy()
             threaded = nb.get_num_threads() > 1 and quick_thread_launch()
