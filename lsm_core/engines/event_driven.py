@@ -41,7 +41,10 @@ loops compiled by numba that visit only those synapses:
   did not spike, the spikes' share of the current and the anti-causal terms; at those that did,
   everything; then, for all of them, the end of the step's synaptic current (so that a neuron's sums stay
   in the cache of the core that works on it).  Each neuron's sums run in the same order however the
-  reservoir is cut, so the results do not depend on the threads.
+  reservoir is cut, so the results do not depend on the threads.  The barrier at the end of each step
+  pays on a quiet machine and costs several times its gain when other programs share the cores, so the
+  stream runs in slices of about 50 ms, each on whichever way has been measured faster
+  (`thread_choice.py`).
 
 Results agree with the XLA engine to rounding (the current is summed in a different order, in float64);
 state, weights and everything else are float32 computed with the same formulas in the same order.
@@ -54,6 +57,7 @@ import contextlib
 import functools
 import os
 import tempfile
+import time
 from typing import Callable, NamedTuple, Optional
 
 import numba as nb
@@ -73,8 +77,9 @@ from lsm_core.engines.interface import (
     learning_rows,
     record_rows_of,
 )
+from lsm_core.engines.thread_choice import ThreadChoice
 from lsm_core.model import plasticity as rules
-from lsm_core.model.network import EXC, INH, Network
+from lsm_core.model.network import EXC, INH, INPUT, Network
 from lsm_core.model.randomness import _GOLDEN, _M1, _M2, _STEP_SALT
 
 RULE_CODES = {"static": 0, "stdp": 1, "nalsm": 2, "apstdp": 3}
@@ -84,6 +89,7 @@ RULE_CODES = {"static": 0, "stdp": 1, "nalsm": 2, "apstdp": 3}
 # the same; without the check per division LLVM can vectorise the neuron loops (7 times as fast).
 _COMPILED = dict(cache=True, nogil=True, error_model="numpy")
 
+PLASTIC_WEIGHT_ORDER = "post"   # learning weights by postsynaptic neuron ("inputs_pre": the inputs' by presynaptic one)
 SYNAPSE_PARTS = 2  # blocks of postsynaptic neurons a step's synaptic work is cut into (the init phase's threads)
 
 _stdp = nb.njit(inline="always")(rules.stdp_change_one)
@@ -112,7 +118,9 @@ class EventSynapses(NamedTuple):
     coefficients and bounds depend only on its presynaptic neuron's class: sign float32 [N] (+1 excitatory
     or input, -1 inhibitory), lower and upper float32 [N] (excitatory [0, w_max], inhibitory [-w_max, 0],
     input [-w_max, w_max]); class_sign, class_lower, class_upper float32 [3]: the same by class (exc, inh,
-    input).
+    input).  pre_contiguous bool [N]: whether j's synapses have consecutive weights (pre_weight[p] =
+    pre_weight[pre_start[j]] + p - pre_start[j]); post_contiguous bool [N_res, 3]: the same for each
+    segment of post_weight.  The loops read such weights in order instead of through the index.
     """
 
     pre_start: np.ndarray
@@ -129,6 +137,8 @@ class EventSynapses(NamedTuple):
     class_sign: np.ndarray
     class_lower: np.ndarray
     class_upper: np.ndarray
+    pre_contiguous: np.ndarray
+    post_contiguous: np.ndarray
 
 
 class EventNeurons(NamedTuple):
@@ -172,14 +182,18 @@ def build_synapses(net: Network, w_max: float, weight_order: str = "pre",
     """
     syn = net.synapses()                                      # synapse list, sorted by (post, pre)
     by_pre = np.lexsort((syn.post, syn.pre)).astype(np.int64)  # list indices in (pre, post) order
-    position = np.empty_like(by_pre)
-    position[by_pre] = np.arange(len(by_pre))
     if weight_order == "pre":
-        order, pre_weight, post_weight = by_pre, np.arange(len(by_pre)), position
+        order = by_pre
     elif weight_order == "post":
-        order, pre_weight, post_weight = np.arange(len(by_pre)), by_pre, np.arange(len(by_pre))
+        order = np.arange(len(by_pre))
+    elif weight_order == "inputs_pre":
+        from_input = np.asarray(syn.pre_class) == INPUT
+        order = np.concatenate([np.flatnonzero(~from_input), by_pre[from_input[by_pre]]])
     else:
-        raise ValueError(f"weight_order must be 'pre' or 'post', got {weight_order!r}")
+        raise ValueError(f"weight_order must be 'pre', 'post' or 'inputs_pre', got {weight_order!r}")
+    weight_of = np.empty_like(order)                          # synapse-list index -> weight index
+    weight_of[order] = np.arange(len(order))
+    pre_weight, post_weight = weight_of[by_pre], weight_of
     pre_start = np.zeros(net.n_neurons + 1, np.int64)
     pre_start[1:] = np.cumsum(np.bincount(syn.pre, minlength=net.n_neurons))
     neuron_class = np.asarray(net.neuron_class)
@@ -202,13 +216,29 @@ def build_synapses(net: Network, w_max: float, weight_order: str = "pre",
         pre_start=pre_start.astype(np.uint64), target=np.ascontiguousarray(syn.post[by_pre], np.uint32),
         pre_weight=np.ascontiguousarray(pre_weight, np.uint32), part_start=part_start.astype(np.uint64),
         pre_part=np.ascontiguousarray(pre_part, np.uint64), post_segment=post_segment.astype(np.uint64),
-        post_pre=np.ascontiguousarray(syn.pre, np.uint32), post_weight=np.ascontiguousarray(post_weight, np.int64),
+        post_pre=np.ascontiguousarray(syn.pre, np.uint32), post_weight=np.ascontiguousarray(post_weight, np.uint32),
         sign=np.where(neuron_class == INH, -1.0, 1.0).astype(np.float32),
         lower=np.where(neuron_class == EXC, 0.0, -w_max).astype(np.float32),
         upper=np.where(neuron_class == INH, 0.0, w_max).astype(np.float32),
         class_sign=np.array([1.0, -1.0, 1.0], np.float32), class_lower=np.array([0.0, -w_max, -w_max], np.float32),
-        class_upper=np.array([w_max, 0.0, w_max], np.float32))
+        class_upper=np.array([w_max, 0.0, w_max], np.float32),
+        pre_contiguous=_consecutive_runs(pre_weight, pre_start),
+        post_contiguous=_consecutive_runs(post_weight, post_segment[:, :3].reshape(-1),
+                                          post_segment[:, 1:].reshape(-1)).reshape(-1, 3))
     return tables, order
+
+
+def _consecutive_runs(index: np.ndarray, starts: np.ndarray, stops: Optional[np.ndarray] = None) -> np.ndarray:
+    """bool [len(starts)] (or [len(starts) - 1] without `stops`: stops = starts[1:]): whether index[a:b] is
+    index[a], index[a] + 1, ... for each run a = starts[k], b = stops[k]."""
+    starts = np.asarray(starts, np.int64)
+    stops = starts[1:] if stops is None else np.asarray(stops, np.int64)
+    starts = starts[:len(stops)]
+    steps_not_one = np.concatenate([[0], np.cumsum(np.diff(index.astype(np.int64)) != 1)])  # [len(index)]
+    # the run a..b-1 is consecutive when no step inside it, a -> a+1 ... b-2 -> b-1, differs from 1
+    last = len(steps_not_one) - 1                    # (an empty run, also one at the end, is consecutive)
+    inside = steps_not_one[np.minimum(np.maximum(stops - 1, starts), last)] - steps_not_one[np.minimum(starts, last)]
+    return np.ascontiguousarray((inside == 0) | (stops <= starts))
 
 
 def build_neurons(net: Network, astro_mask: Optional[np.ndarray] = None) -> EventNeurons:
@@ -333,38 +363,53 @@ def _spread_spikes(rule, track_sum, part, n_spikers, spikers, spiked, jump, syn,
                    lr, astro, threshold, window, synaptic, change, weight_sum):
     """Step 4 (the spikes' share of the current) at the part's targets that did not spike this step, with
     step 8's anti-causal terms there; without plasticity, at every target of the part."""
-    zero = np.float32(0.0)
-    plastic = rule != 0
-    pre_part, target, pre_weight = syn.pre_part, syn.target, syn.pre_weight
     for a in range(n_spikers):
         j = spikers[a]
-        jump_j = jump[j]
-        sign, lower, upper = syn.sign[j], syn.lower[j], syn.upper[j]
-        stop = pre_part[j, part + 1]
-        for p in range(pre_part[j, part], stop):
-            if plastic:               # learning weights are in "post" order: these are at random places.
-                # Only the part's own: a prefetch is for writing, and would take another part's line
-                # from the cache of the thread that works on it.
-                _prefetch(weights, pre_weight[min(p + PREFETCH_AHEAD, stop - 1)])
-            i = target[p]
-            # a fixed liquid's weights are in "pre" order, where weight p is synapse p's: read in order
-            q = pre_weight[p] if plastic else p
-            old = weights[q]
-            if not plastic:
-                synaptic[i] += old * jump_j
-            else:
-                # `_learn_at_spikers` serves a target that spiked: here it keeps its weight and gets 0, with
-                # no branch on its spike (a saturated liquid has a quarter of its neurons spike in a step)
-                quiet = not spiked[i]
-                synaptic[i] += old * (jump_j if quiet else 0.0)
-                new = min(max(old + _rule_change(rule, zero, trace[i], lr, astro, sign, calcium[i], threshold,
-                                                 window), lower), upper)
-                new = new if quiet else old
-                weights[q] = new
-                moved = np.float64(new) - np.float64(old)
-                change[i] += moved * kernel[0]
-                if track_sum:
-                    weight_sum[i] += moved
+        first, stop = syn.pre_part[j, part], syn.pre_part[j, part + 1]
+        # the two calls differ in a constant only, so that each compiles to a loop of its own
+        if syn.pre_contiguous[j]:
+            _spread_from(rule, track_sum, True, j, first, stop, spiked, jump, syn, kernel, weights, trace, calcium,
+                         lr, astro, threshold, window, synaptic, change, weight_sum)
+        else:
+            _spread_from(rule, track_sum, False, j, first, stop, spiked, jump, syn, kernel, weights, trace, calcium,
+                         lr, astro, threshold, window, synaptic, change, weight_sum)
+
+
+@nb.njit(inline="always")
+def _spread_from(rule, track_sum, contiguous, j, first, stop, spiked, jump, syn, kernel, weights, trace, calcium,
+                 lr, astro, threshold, window, synaptic, change, weight_sum):
+    """`_spread_spikes` for the synapses p = first..stop-1 of presynaptic neuron j.  `contiguous` (a constant
+    after inlining): their weights are consecutive (weight pre_weight[first] + p - first), read in order;
+    else each is at pre_weight[p], somewhere in the weights, and is asked for some synapses ahead."""
+    zero = np.float32(0.0)
+    plastic = rule != 0
+    target, pre_weight = syn.target, syn.pre_weight
+    jump_j = jump[j]
+    sign, lower, upper = syn.sign[j], syn.lower[j], syn.upper[j]
+    shift = np.int64(pre_weight[first]) - np.int64(first) if contiguous and stop > first else np.int64(0)
+    for p in range(first, stop):
+        if not contiguous:
+            # Only the part's own: a prefetch is for writing, and would take another part's line from the
+            # cache of the thread that works on it.
+            _prefetch(weights, pre_weight[min(p + PREFETCH_AHEAD, stop - 1)])
+        i = target[p]
+        q = np.int64(p) + shift if contiguous else np.int64(pre_weight[p])
+        old = weights[q]
+        if not plastic:
+            synaptic[i] += old * jump_j
+        else:
+            # `_learn_at_spikers` serves a target that spiked: here it keeps its weight and gets 0, with
+            # no branch on its spike (a saturated liquid has a quarter of its neurons spike in a step)
+            quiet = not spiked[i]
+            synaptic[i] += old * (jump_j if quiet else 0.0)
+            new = min(max(old + _rule_change(rule, zero, trace[i], lr, astro, sign, calcium[i], threshold,
+                                             window), lower), upper)
+            new = new if quiet else old
+            weights[q] = new
+            moved = np.float64(new) - np.float64(old)
+            change[i] += moved * kernel[0]
+            if track_sum:
+                weight_sum[i] += moved
 
 
 @nb.njit(inline="always")
@@ -372,11 +417,8 @@ def _learn_at_spikers(rule, track_sum, clip_now, part, n_res_spikes, spikers, sp
                       weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
     """Steps 4 and 8 at the part's reservoir neurons that spiked this step: the spikes' share of their
     current, then the causal terms of all their incoming synapses (both terms where the presynaptic
-    neuron spiked too), traces before their update.  Learning weights are in "post" order (weight c is
-    synapse c).  `clip_now` (the call's first step): weights outside their bounds are clipped before their
-    change."""
-    zero = np.float32(0.0)
-    post_segment, post_pre = syn.post_segment, syn.post_pre
+    neuron spiked too), traces before their update.  `clip_now` (the call's first step): weights outside
+    their bounds are clipped before their change."""
     first_target, end_target = syn.part_start[part], syn.part_start[part + 1]
     for a in range(n_res_spikes):
         i = spikers[a]
@@ -384,30 +426,52 @@ def _learn_at_spikers(rule, track_sum, clip_now, part, n_res_spikes, spikers, sp
             continue
         if i >= end_target:
             break
-        post_trace, post_calcium = trace[i], calcium[i]
-        current = synaptic[i]
-        moved_current = 0.0
-        moved_sum = 0.0
+        sums = (synaptic[i], 0.0, 0.0)      # the current, the current's change, the change of sum_j W_ij
         for cls in range(3):         # incoming synapses by presynaptic class: exc, inh, input
-            sign, lower, upper = syn.class_sign[cls], syn.class_lower[cls], syn.class_upper[cls]
-            for c in range(post_segment[i, cls], post_segment[i, cls + 1]):
-                j = post_pre[c]
-                old = weights[c]
-                # jump[j] is 0 unless j spiked this step: no branch on a presynaptic spike, which in a
-                # saturated liquid (a quarter of the neurons each step) the CPU cannot predict
-                current += old * jump[j]
-                anti = post_trace if spiked[j] else zero
-                start = min(max(old, lower), upper) if clip_now else old
-                new = min(max(start + _rule_change(rule, trace[j], anti, lr, astro, sign, post_calcium, threshold,
-                                                   window), lower), upper)
-                weights[c] = new
-                moved = np.float64(new) - np.float64(old)
-                moved_current += moved * kernel[since[j]]
-                moved_sum += moved
-        synaptic[i] = current
-        change[i] += moved_current
+            if syn.post_contiguous[i, cls]:
+                sums = _learn_from(rule, clip_now, True, i, cls, sums, spiked, jump, since, syn, kernel, weights,
+                                   trace, calcium, lr, astro, threshold, window)
+            else:
+                sums = _learn_from(rule, clip_now, False, i, cls, sums, spiked, jump, since, syn, kernel, weights,
+                                   trace, calcium, lr, astro, threshold, window)
+        synaptic[i] = sums[0]
+        change[i] += sums[1]
         if track_sum:
-            weight_sum[i] += moved_sum
+            weight_sum[i] += sums[2]
+
+
+@nb.njit(inline="always")
+def _learn_from(rule, clip_now, contiguous, i, cls, sums, spiked, jump, since, syn, kernel, weights, trace, calcium,
+                lr, astro, threshold, window):
+    """`_learn_at_spikers` for the incoming synapses c of reservoir neuron i from presynaptic class `cls`,
+    continuing the sums (current, its change, the change of sum_j W_ij).  `contiguous` (a constant after
+    inlining): their weights are consecutive (post_weight[first] + c - first); else each is at
+    post_weight[c] and is asked for some synapses ahead."""
+    zero = np.float32(0.0)
+    post_pre, post_weight = syn.post_pre, syn.post_weight
+    sign, lower, upper = syn.class_sign[cls], syn.class_lower[cls], syn.class_upper[cls]
+    post_trace, post_calcium = trace[i], calcium[i]
+    current, moved_current, moved_sum = sums
+    first, stop = syn.post_segment[i, cls], syn.post_segment[i, cls + 1]
+    shift = np.int64(post_weight[first]) - np.int64(first) if contiguous and stop > first else np.int64(0)
+    for c in range(first, stop):
+        if not contiguous:
+            _prefetch(weights, post_weight[min(c + PREFETCH_AHEAD, stop - 1)])
+        q = np.int64(c) + shift if contiguous else np.int64(post_weight[c])
+        j = post_pre[c]
+        old = weights[q]
+        # jump[j] is 0 unless j spiked this step: no branch on a presynaptic spike, which in a saturated
+        # liquid (a quarter of the neurons each step) the CPU cannot predict
+        current += old * jump[j]
+        anti = post_trace if spiked[j] else zero
+        start = min(max(old, lower), upper) if clip_now else old
+        new = min(max(start + _rule_change(rule, trace[j], anti, lr, astro, sign, post_calcium, threshold,
+                                           window), lower), upper)
+        weights[q] = new
+        moved = np.float64(new) - np.float64(old)
+        moved_current += moved * kernel[since[j]]
+        moved_sum += moved
+    return current, moved_current, moved_sum
 
 
 @nb.njit(inline="always")
@@ -425,7 +489,7 @@ def _synaptic_part(rule, track_sum, clip_now, part, n_spikers, n_res_spikes, spi
         _learn_at_spikers(rule, track_sum, clip_now, part, n_res_spikes, spikers, spiked, jump, since, syn, kernel,
                           weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum)
         if clip_now:
-            _clip_quiet_targets(part, syn, kernel, weights, spiked, since, change, weight_sum)
+            _clip_quiet_targets(track_sum, part, syn, kernel, weights, spiked, since, change, weight_sum)
     for i in range(syn.part_start[part], syn.part_start[part + 1]):
         current[i] = np.float32(synaptic[i])
         synaptic[i] = (synaptic[i] + change[i]) * kernel_decay
@@ -466,7 +530,7 @@ def _parts_threaded(rule, track_sum, clip_now, n_spikers, n_res_spikes, spikers,
 
 
 @nb.njit(inline="always")
-def _clip_quiet_targets(part, syn, kernel, weights, spiked, since, change, weight_sum):
+def _clip_quiet_targets(track_sum, part, syn, kernel, weights, spiked, since, change, weight_sum):
     """The first step's clip of the weights `_learn_at_spikers` did not visit (into the part's neurons that
     did not spike), booking the changes into the current."""
     for i in range(syn.part_start[part], syn.part_start[part + 1]):
@@ -475,22 +539,27 @@ def _clip_quiet_targets(part, syn, kernel, weights, spiked, since, change, weigh
         for cls in range(3):
             lower, upper = syn.class_lower[cls], syn.class_upper[cls]
             for c in range(syn.post_segment[i, cls], syn.post_segment[i, cls + 1]):
-                old = weights[c]
+                q = syn.post_weight[c]
+                old = weights[q]
                 new = min(max(old, lower), upper)
                 if new != old:
-                    weights[c] = new
+                    weights[q] = new
                     moved = np.float64(new) - np.float64(old)
                     change[i] += moved * kernel[since[syn.post_pre[c]]]
-                    weight_sum[i] += moved
+                    if track_sum:
+                        weight_sum[i] += moved
 
 
 @nb.njit(inline="always")
 def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
-            syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro):
+            syn, neu, k, weights, weight_sum, trace, calcium, clip_first, record_slot, out_counts, out_raster,
+            out_astro):
     """Simulate samples first..stop-1 one after another on one liquid (one stream).
 
     rule: 0 static, 1 STDP, 2 NALSM, 3 AP-STDP.  weights float32 [n_syn] (engine order), trace and
-    calcium float32 [N]: carried from sample to sample and updated in place.  Every sample restarts the
+    calcium float32 [N]: carried from sample to sample and updated in place; weight_sum float64 [N_res]:
+    sum_j W_ij of those weights (`_weight_sums`), followed in place when the weights change from sample to
+    sample (not in the sample phase, where several rows may share it).  Every sample restarts the
     neuron state, the learning rate and the astrocyte.  Inputs: probabilities float32 [rows, n_in] with
     keys uint32 [rows] (image mode), or events uint8 [rows, T, n_in] (event mode).  Outputs for sample
     r: counts int32 [r, N_res]; out_raster[record_slot[r]] bool [T, N] where record_slot[r] >= 0;
@@ -521,13 +590,8 @@ def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilitie
     since = np.empty(n, np.uint16)               # s, ms since the last spike (<= cap); its kernel is kernel[s]
     synaptic = np.empty(n_res, np.float64)       # I_i = sum_j W_ij k_j, per reservoir neuron
     change = np.empty(n_res, np.float64)         # this step's sum of dW_ij k_j
-    weight_sum = np.empty(n_res, np.float64)     # sum_j W_ij, for the current at the start of a sample
     for i in range(n_res):
         change[i] = 0.0
-        weight_sum[i] = 0.0
-    for j in range(n):
-        for p in range(syn.pre_start[j], syn.pre_start[j + 1]):
-            weight_sum[syn.target[p]] += weights[syn.pre_weight[p]]
 
     for r in range(first, stop):
         for j in range(n):
@@ -621,23 +685,44 @@ def _stream(run_parts, rule, sample_phase, first, stop, event_mode, probabilitie
             out_astro[r, t] = astro
 
 
+@nb.njit(inline="always")
+def _weight_sums(syn, weights):
+    """float64 [N_res]: sum_j W_ij of each reservoir neuron, summed by presynaptic neuron (for the current at
+    the start of a sample, I_i = k(s_init) * sum_j W_ij)."""
+    n_res = syn.post_segment.shape[0]
+    weight_sum = np.zeros(n_res, np.float64)
+    for j in range(syn.pre_start.shape[0] - 1):
+        for p in range(syn.pre_start[j], syn.pre_start[j + 1]):
+            weight_sum[syn.target[p]] += weights[syn.pre_weight[p]]
+    return weight_sum
+
+
 @nb.njit(**_COMPILED)
 def _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
-                syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro):
+                syn, neu, k, weights, weight_sum, trace, calcium, clip_first, record_slot, out_counts, out_raster,
+                out_astro):
     """`_stream` on one thread (the sample phase's rows, each already on a thread of its own)."""
     nb.literally(rule)
     _stream(_parts_here, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
-            syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
+            syn, neu, k, weights, weight_sum, trace, calcium, clip_first, record_slot, out_counts, out_raster,
+            out_astro)
 
 
 @nb.njit(**_COMPILED)
 def _run_stream_threaded(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
-                         syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster,
-                         out_astro):
+                         syn, neu, k, weights, weight_sum, trace, calcium, clip_first, record_slot, out_counts,
+                         out_raster, out_astro):
     """`_stream` with each step's parts on numba's threads (the init phase: one stream, batch 1)."""
     nb.literally(rule)
     _stream(_parts_threaded, rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
-            syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
+            syn, neu, k, weights, weight_sum, trace, calcium, clip_first, record_slot, out_counts, out_raster,
+            out_astro)
+
+
+@nb.njit(**_COMPILED)
+def weight_sums(syn, weights):
+    """`_weight_sums` on its own: the start of an init-phase stream, carried through its slices."""
+    return _weight_sums(syn, weights)
 
 
 @nb.njit(parallel=True, **_COMPILED)
@@ -651,6 +736,7 @@ def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn,
     """
     nb.literally(rule)
     rows = out_counts.shape[0]
+    weight_sum = _weight_sums(syn, start_weights)       # the same for every row: the rows only read it
     for r in nb.prange(rows):
         # numba types r as int64, then as uint64 inside the parallel loop: one int64 keeps `_run_stream` to one
         # compiled version
@@ -659,7 +745,7 @@ def _run_rows(rule, event_mode, probabilities, events, keys, learns, steps, syn,
         trace = start_trace.copy()
         calcium = start_calcium.copy()
         _run_stream(rule, True, row, row + 1, event_mode, probabilities, events, keys, learns, steps, syn, neu, k,
-                    weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
+                    weights, weight_sum, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
         if out_weights.shape[0] > 0:
             for q in range(order.shape[0]):
                 out_weights[r, order[q]] = weights[q]
@@ -694,16 +780,17 @@ def compiled_for_rule(rule: int) -> RuleKernels:
                   out_weights, out_trace, out_calcium, order)
 
     def stream(sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps, syn, neu, k,
-               weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro):
+               weights, weight_sum, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro):
         _run_stream(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps,
-                    syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster, out_astro)
+                    syn, neu, k, weights, weight_sum, trace, calcium, clip_first, record_slot, out_counts, out_raster,
+                    out_astro)
 
     def stream_threaded(sample_phase, first, stop, event_mode, probabilities, events, keys, learns, steps, syn,
-                        neu, k, weights, trace, calcium, clip_first, record_slot, out_counts, out_raster,
+                        neu, k, weights, weight_sum, trace, calcium, clip_first, record_slot, out_counts, out_raster,
                         out_astro):
         _run_stream_threaded(rule, sample_phase, first, stop, event_mode, probabilities, events, keys, learns,
-                             steps, syn, neu, k, weights, trace, calcium, clip_first, record_slot, out_counts,
-                             out_raster, out_astro)
+                             steps, syn, neu, k, weights, weight_sum, trace, calcium, clip_first, record_slot,
+                             out_counts, out_raster, out_astro)
 
     return RuleKernels(*(nb.njit(**_COMPILED)(entry) for entry in (rows, stream, stream_threaded)))
 
@@ -761,14 +848,19 @@ def compiling():
         yield                       # closing the file releases the lock
 
 
-def _run_compiled(kernel, args: tuple, empty_args: tuple) -> None:
+def _run_compiled(kernel, args: tuple, empty_args: tuple):
     """kernel(*args); the first time this process meets these argument types, an empty call (`empty_args`:
     the same types, no samples) first compiles or loads the kernel under `compiling()`, so that the lock is
     never held while simulating."""
+    _compiled_for(kernel, args, empty_args)
+    return kernel(*args)
+
+
+def _compiled_for(kernel, args: tuple, empty_args: tuple) -> None:
+    """The compiling half of `_run_compiled`: afterwards kernel(*args) runs without compiling."""
     if _needs_compiling(kernel, args):
         with compiling():
             kernel(*empty_args)
-    kernel(*args)
 
 
 def _needs_compiling(kernel, args: tuple) -> bool:
@@ -870,15 +962,21 @@ class EventPlasticSimulator(_EventEngine):
 
     Sample phase: the rows run in parallel threads, each with its own copy of the weights.  Init phase:
     one stream whose steps each cut their synaptic work into parts on two threads (where numba has two and
-    `quick_thread_launch`).
+    `quick_thread_launch`) or run on one, slice by slice, whichever is measured faster (`ThreadChoice`:
+    on a machine whose cores other programs share, one thread is).  `final_state=False` (sample phase): no final weights, trace and calcium per row
+    (`PlasticRun` fields None).  `weight_order` (`build_synapses`) places the weights in memory and changes
+    no number.
     """
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str, params=None,
-                 reference_batch_quirk: bool = False, threads: Optional[int] = None):
+                 reference_batch_quirk: bool = False, threads: Optional[int] = None, final_state: bool = True,
+                 weight_order: str = PLASTIC_WEIGHT_ORDER):
         # only the init phase cuts its steps into parts for threads; a sample-phase row has a thread of its own
-        super().__init__(net, params, threads, weight_order="post", parts=SYNAPSE_PARTS if phase == "init" else 1)
+        super().__init__(net, params, threads, weight_order=weight_order, parts=SYNAPSE_PARTS if phase == "init" else 1)
         check_plastic_settings(rule, phase, self.params)
         self.rule, self.phase = rule, phase
+        self.final_state = final_state or phase == "init"   # the init phase's state is what it computes
+        self.thread_choice: Optional[ThreadChoice] = None      # the init phase's, made at its first run
         self.reference_batch_quirk = reference_batch_quirk and phase == "sample"
         self.weights = np.asarray(weights, np.float32).reshape(-1)
         if self.weights.shape != self.order.shape:
@@ -887,6 +985,29 @@ class EventPlasticSimulator(_EventEngine):
         pre = np.empty(len(s.pre_weight), np.int64)       # presynaptic neuron of each weight (engine order)
         pre[s.pre_weight] = np.repeat(np.arange(self.n_neurons), np.diff(s.pre_start).astype(np.int64))
         self._bounds = (s.lower[pre], s.upper[pre])
+
+    def _run_stream(self, code, event_mode, probabilities, events, keys, learns, steps, weights, trace, calcium,
+                    clip_first, out) -> None:
+        """The init phase: the rows as one stream, in slices each run on one thread or with each step's parts
+        on several, whichever `thread_choice` has measured faster (the same numbers either way: sum_j W_ij is
+        computed once and carried through the slices, the first step's clip done in the first slice only)."""
+        kernels = compiled_for_rule(code)
+        weight_sum = _run_compiled(weight_sums, (self.synapses, weights), (self.synapses, weights))
+        if self.thread_choice is None:
+            self.thread_choice = ThreadChoice(nb.get_num_threads() > 1 and quick_thread_launch())
+        rows, done = len(keys), 0
+        while done < rows:
+            threaded, samples = self.thread_choice.next_slice(rows - done, steps)
+            stream = kernels.stream_threaded if threaded else kernels.stream
+            first, stop = np.int64(done), np.int64(min(rows, done + samples))
+            args = (False, first, stop, event_mode, probabilities, events, keys, learns, steps, self.synapses,
+                    self.neurons, self.constants, weights, weight_sum, trace, calcium, bool(clip_first and done == 0),
+                    out["slot"], out["counts"], out["raster"], out["astro"])
+            _compiled_for(stream, args, args[:1] + (first, first) + args[3:])     # no samples: first = stop
+            start = time.perf_counter()
+            stream(*args)
+            self.thread_choice.record(threaded, int(stop - first) * steps, time.perf_counter() - start)
+            done = int(stop)
 
     def _outside_bounds(self, engine_weights) -> bool:
         lower, upper = self._bounds
@@ -914,21 +1035,19 @@ class EventPlasticSimulator(_EventEngine):
         code = RULE_CODES[self.rule]
         self._threads()
         if self.phase == "sample":
-            final = np.empty((rows, len(self.order)), np.float32)
-            final_trace, final_calcium = (np.empty((rows, self.n_neurons), np.float32) for _ in range(2))
+            kept = rows if self.final_state else 0        # the kernel writes no final state into 0 rows
+            final = np.empty((kept, len(self.order)), np.float32)
+            final_trace, final_calcium = (np.empty((kept, self.n_neurons), np.float32) for _ in range(2))
             args = (event_mode, probabilities, events, keys, learns, steps, self.synapses, self.neurons,
                     self.constants, weights, trace, calcium, clip_first, out["slot"], out["counts"], out["raster"],
                     out["astro"], final, final_trace, final_calcium, self.order)
             _run_compiled(compiled_for_rule(code).rows, args, _without_rows(args))
+            if not self.final_state:
+                final = final_trace = final_calcium = None
         else:
             trace, calcium = trace.copy(), calcium.copy()
-            threaded = nb.get_num_threads() > 1 and quick_thread_launch()
-            kernels = compiled_for_rule(code)
-            stream = kernels.stream_threaded if threaded else kernels.stream
-            args = (False, 0, rows, event_mode, probabilities, events, keys, learns, steps, self.synapses,
-                    self.neurons, self.constants, weights, trace, calcium, clip_first, out["slot"], out["counts"],
-                    out["raster"], out["astro"])
-            _run_compiled(stream, args, args[:2] + (0,) + args[3:])      # no samples: first = stop = 0
+            self._run_stream(code, event_mode, probabilities, events, keys, learns, steps, weights, trace, calcium,
+                             clip_first, out)
             final = self.from_engine_order(weights)[np.newaxis]
             final_trace, final_calcium = trace[np.newaxis], calcium[np.newaxis]
         return PlasticRun(out["counts"], out["raster"], out["astro"], final, final_trace, final_calcium)

@@ -77,7 +77,9 @@ class StreamCarry(NamedTuple):
 class PlasticRun(NamedTuple):
     """Result of `PlasticSimulator.run`: counts int32 [rows, N_res]; spikes bool [recorded rows, T, N];
     astro float32 [rows, T] (A after each step); and the final `weights`
-    [B, n_syn], `trace` and `calcium` [B, N] -- B = 1 in the init phase."""
+    [B, n_syn], `trace` and `calcium` [B, N] -- B = 1 in the init phase; all three None from a sample-phase
+    simulator built with `final_state=False` (at 8000 neurons and batch 50 the weights alone are 224 MB
+    a batch, which the spike counts do not need)."""
 
     counts: np.ndarray
     spikes: np.ndarray

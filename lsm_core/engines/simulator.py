@@ -86,14 +86,16 @@ def liquid_simulator(net: Network, weights: np.ndarray, params: SimParams = SimP
 
 def plastic_simulator(net: Network, weights: np.ndarray, rule: str, phase: str, params: SimParams = SimParams(),
                       engine: str = "xla", reference_batch_quirk: bool = False,
-                      devices: Optional[Sequence[str]] = None):
-    """A learning simulator of `engine` (`PlasticSimulator` or the event-driven one); same `run`."""
+                      devices: Optional[Sequence[str]] = None, final_state: bool = True):
+    """A learning simulator of `engine` (`PlasticSimulator` or the event-driven one); same `run`.
+    `final_state=False`: a sample-phase `run` returns no final weights, trace and calcium (None)."""
     if resolve_engine(engine) == "events":
         return _event_engine().EventPlasticSimulator(net, weights, rule, phase, params,
-                                                     reference_batch_quirk=reference_batch_quirk)
+                                                     reference_batch_quirk=reference_batch_quirk,
+                                                     final_state=final_state)
     from lsm_core.engines.xla import PlasticSimulator
     return PlasticSimulator(net, weights, rule, phase, params, reference_batch_quirk=reference_batch_quirk,
-                            devices=devices)
+                            devices=devices, final_state=final_state)
 
 
 @functools.lru_cache(maxsize=8)

@@ -279,13 +279,15 @@ class PlasticSimulator:
     `n_groups`: row groups of the synapse table, a speed setting the dynamics do not depend on (default:
     4 in the sample phase, 1 in the init phase, the faster choice for each on a 2-core CPU).
     `devices` (as for `LiquidSimulator`): the sample phase splits the rows over them; the init phase,
-    one stream, runs on the first.  None: no placement.
+    one stream, runs on the first.  None: no placement.  `final_state=False` (sample phase): `run`
+    returns no final weights, trace and calcium (None), and copies none from the device.
     """
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str,
                  params: SimParams = SimParams(), jit: bool = True, reference_batch_quirk: bool = False,
-                 n_groups: int | None = None, devices: Optional[Sequence[str]] = None):
+                 n_groups: int | None = None, devices: Optional[Sequence[str]] = None, final_state: bool = True):
         check_plastic_settings(rule, phase, params)
+        self.final_state = final_state or phase == "init"   # the init phase's state is what it computes
         self.rule, self.phase, self.params = rule, phase, params
         self.reference_batch_quirk = reference_batch_quirk and phase == "sample"
         self.n_neurons, self.n_res, self.n_input = net.n_neurons, net.n_res, net.n_input
@@ -467,10 +469,14 @@ class PlasticSimulator:
         def run_part(device, first, stop) -> PlasticRun:
             with _on(device):
                 out = self._loop(*loop_arguments(device, first, stop, len(record_rows) > 0))
-                counts, raster, astro, trace, calcium = (x.numpy() for x in (*out[:3], *out[4:]))
-                weights = self.table.to_list([w.numpy() for w in out[3]])
+                counts, raster, astro = (x.numpy() for x in out[:3])
+                weights = trace = calcium = None
+                if self.final_state:
+                    trace, calcium = out[4].numpy(), out[5].numpy()
+                    weights = self.table.to_list([w.numpy() for w in out[3]])
             return PlasticRun(counts.astype(np.int32), raster, astro, weights, trace, calcium)
 
         parts = _over_devices(self.devices, len(keys), run_part)
-        run = parts[0] if len(parts) == 1 else PlasticRun(*(np.concatenate(field) for field in zip(*parts)))
+        run = parts[0] if len(parts) == 1 else PlasticRun(
+            *(None if field[0] is None else np.concatenate(field) for field in zip(*parts)))
         return run._replace(spikes=run.spikes[record_rows])

@@ -552,7 +552,8 @@ def _batch_simulator(config, net, weights, devices, log):
     if config.reference_batch_quirk:
         log("--reference-batch-quirk: only the first sample of each batch learns, as in the paper's tools")
     simulator = plastic_simulator(net, weights, rule, "sample", _sim_params(config, net), engine=config.engine,
-                                  reference_batch_quirk=config.reference_batch_quirk, devices=devices)
+                                  reference_batch_quirk=config.reference_batch_quirk, devices=devices,
+                                  final_state=False)
 
     def run_plastic(inputs, keys, rows):
         run = simulator.run(inputs, keys, steps=steps, record_rows=rows)
