@@ -12,9 +12,11 @@ from a network file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -160,6 +162,67 @@ def _row(record: dict) -> str:
             f"{record['compile_s']:>10.2f}")
 
 
+# ----------------------------------------------------------------------------------------------
+# Under load: default threads against one thread while another program takes a core
+# ----------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def cpu_hog(core: int = 0):
+    """Another program spinning on one core (pinned to `core` where the system allows) while inside."""
+    code = ("import os\ntry:\n    os.sched_setaffinity(0, {%d})\nexcept (AttributeError, OSError):\n    pass\n"
+            "while True:\n    pass\n" % core)
+    hog = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(0.2)
+        yield hog
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def bench_under_load(cases, dims, rounds: int, seed: int, log=print) -> list:
+    """Each (rule, phase, batch, steps) of `cases` on the event-driven engine with every numba thread and
+    with one, in alternation (`rounds` rounds, the order swapped each round), while `cpu_hog` spins on
+    one core; a list of records with both medians and their ratio."""
+    import numba
+
+    records = []
+    default = numba.get_num_threads()
+    with cpu_hog():
+        for rule, phase, batch, steps in cases:
+            walls = {default: [], 1: []}
+            runs = {}
+            for r in range(rounds):
+                for threads in ((default, 1) if r % 2 == 0 else (1, default)):
+                    numba.set_num_threads(threads)
+                    try:
+                        runs[threads] = run_bench(rule, phase, dims, batch, steps, 784, 1, seed, engine="events")
+                    finally:
+                        numba.set_num_threads(default)
+                    walls[threads].append(runs[threads]["wall_s"])
+            record = {"rule": rule, "phase": phase, "dims": format_dims(dims), "batch": batch, "steps": steps,
+                      "rounds": rounds, "default_threads": default, "hog_cores": 1}
+            for threads, name in ((default, "default"), (1, "one_thread")):
+                wall = float(np.median(walls[threads]))
+                record[f"{name}_wall_s"] = round(wall, 4)
+                record[f"{name}_sample_ms_per_s"] = round(batch * steps / wall, 1)
+            record["default_over_one_thread"] = round(record["one_thread_wall_s"] / record["default_wall_s"], 3)
+            records.append(record)
+            log(_load_row(record))
+    return records
+
+
+LOAD_HEADER = (f"{'rule':<8} {'phase':<7} {'batch':>6} {'steps':>6} {'default threads':>18} {'one thread':>14} "
+               f"{'default / one':>14}")
+
+
+def _load_row(record: dict) -> str:
+    unit = "steps/s" if record["phase"] == "init" else "sample-ms/s"
+    return (f"{record['rule']:<8} {record['phase']:<7} {record['batch']:>6} {record['steps']:>6} "
+            f"{record['default_sample_ms_per_s']:>18,.0f} {record['one_thread_sample_ms_per_s']:>14,.0f} "
+            f"{record['default_over_one_thread']:>13.2f}x  ({unit})")
+
+
 def bench_command(argv) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lsm_core bench",
@@ -181,8 +244,24 @@ def bench_command(argv) -> int:
     parser.add_argument("--seed", default=1, type=int)
     parser.add_argument("--weight-scale", default=None, type=float,
                         help="magnitude of every weight (default: 3.0 for stdp/nalsm, 1.0 otherwise)")
+    parser.add_argument("--under-load", action="store_true",
+                        help="the event-driven engine with its default threads against one thread, in turns, "
+                             "while another program spins on one core (with --all: every case of the event "
+                             "engine; --repeats rounds)")
     parser.add_argument("--json", action="store_true", help="print JSON (one object; with --all, a list)")
     args = parser.parse_args(argv)
+    if args.under_load:
+        if args.engine == "xla":
+            raise UserError("bench --under-load compares the event-driven engine's threads; leave out --engine xla.")
+        cases = ([case for case in ALL_CASES if case[0] != "static" or case[2] != 32] if args.all else
+                 [(args.rule, args.phase, args.batch, args.steps)])
+        if not args.json:
+            print(LOAD_HEADER, flush=True)
+        records = bench_under_load(cases, (10, 10, 10) if args.all else args.dims, max(2, args.repeats), args.seed,
+                                   log=(lambda line: None) if args.json else (lambda line: print(line, flush=True)))
+        if args.json:
+            print(json.dumps(records if args.all else records[0]))
+        return 0
     if args.all:
         engines = ("xla", "events") if args.engine == "auto" else (args.engine,)
         if not args.json:

@@ -67,3 +67,25 @@ def test_bench_inputs_from_a_damaged_mnist_file_are_an_error_not_random_numbers(
     with pytest.raises(UserError) as info:
         bench_inputs(784, batch=2, steps=10, seed=1)
     assert str(path) in str(info.value) and "datasets fetch mnist" in str(info.value)
+
+
+def test_bench_under_load_compares_default_threads_with_one_while_a_hog_spins_and_stops_it():
+    from lsm_core.cli.bench import LOAD_HEADER, _load_row, bench_under_load, cpu_hog
+
+    with cpu_hog() as hog:
+        assert hog.poll() is None                       # spinning
+    assert hog.poll() is not None                       # and gone afterwards
+    records = bench_under_load([("nalsm", "init", 4, 10)], (3, 3, 3), rounds=2, seed=1, log=lambda line: None)
+    (record,) = records
+    assert record["rounds"] == 2 and record["hog_cores"] == 1 and record["default_threads"] >= 1
+    for name in ("default", "one_thread"):
+        assert record[f"{name}_sample_ms_per_s"] > 0
+    assert record["default_over_one_thread"] == pytest.approx(
+        record["one_thread_wall_s"] / record["default_wall_s"], rel=1e-2)
+    assert len(_load_row(record).split()) >= 7 and "default" in LOAD_HEADER
+
+
+def test_bench_under_load_refuses_the_xla_engine_clearly():
+    result = subprocess.run([sys.executable, "-m", "lsm_core", "bench", "--under-load", "--engine", "xla"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--under-load" in result.stderr and "Traceback" not in result.stderr
