@@ -79,7 +79,7 @@ from lsm_core.engines.interface import (
 )
 from lsm_core.engines.thread_choice import ThreadChoice
 from lsm_core.model import plasticity as rules
-from lsm_core.model.network import EXC, INH, INPUT, Network
+from lsm_core.model.network import EXC, INH, Network
 from lsm_core.model.randomness import _GOLDEN, _M1, _M2, _STEP_SALT
 
 RULE_CODES = {"static": 0, "stdp": 1, "nalsm": 2, "apstdp": 3}
@@ -89,7 +89,6 @@ RULE_CODES = {"static": 0, "stdp": 1, "nalsm": 2, "apstdp": 3}
 # the same; without the check per division LLVM can vectorise the neuron loops (7 times as fast).
 _COMPILED = dict(cache=True, nogil=True, error_model="numpy")
 
-PLASTIC_WEIGHT_ORDER = "post"   # learning weights by postsynaptic neuron ("inputs_pre": the inputs' by presynaptic one)
 SYNAPSE_PARTS = 2  # blocks of postsynaptic neurons a step's synaptic work is cut into (the init phase's threads)
 
 _stdp = nb.njit(inline="always")(rules.stdp_change_one)
@@ -118,9 +117,7 @@ class EventSynapses(NamedTuple):
     coefficients and bounds depend only on its presynaptic neuron's class: sign float32 [N] (+1 excitatory
     or input, -1 inhibitory), lower and upper float32 [N] (excitatory [0, w_max], inhibitory [-w_max, 0],
     input [-w_max, w_max]); class_sign, class_lower, class_upper float32 [3]: the same by class (exc, inh,
-    input).  pre_contiguous bool [N]: whether j's synapses have consecutive weights (pre_weight[p] =
-    pre_weight[pre_start[j]] + p - pre_start[j]); post_contiguous bool [N_res, 3]: the same for each
-    segment of post_weight.  The loops read such weights in order instead of through the index.
+    input).
     """
 
     pre_start: np.ndarray
@@ -137,8 +134,6 @@ class EventSynapses(NamedTuple):
     class_sign: np.ndarray
     class_lower: np.ndarray
     class_upper: np.ndarray
-    pre_contiguous: np.ndarray
-    post_contiguous: np.ndarray
 
 
 class EventNeurons(NamedTuple):
@@ -182,18 +177,14 @@ def build_synapses(net: Network, w_max: float, weight_order: str = "pre",
     """
     syn = net.synapses()                                      # synapse list, sorted by (post, pre)
     by_pre = np.lexsort((syn.post, syn.pre)).astype(np.int64)  # list indices in (pre, post) order
+    position = np.empty_like(by_pre)
+    position[by_pre] = np.arange(len(by_pre))
     if weight_order == "pre":
-        order = by_pre
+        order, pre_weight, post_weight = by_pre, np.arange(len(by_pre)), position
     elif weight_order == "post":
-        order = np.arange(len(by_pre))
-    elif weight_order == "inputs_pre":
-        from_input = np.asarray(syn.pre_class) == INPUT
-        order = np.concatenate([np.flatnonzero(~from_input), by_pre[from_input[by_pre]]])
+        order, pre_weight, post_weight = np.arange(len(by_pre)), by_pre, np.arange(len(by_pre))
     else:
-        raise ValueError(f"weight_order must be 'pre', 'post' or 'inputs_pre', got {weight_order!r}")
-    weight_of = np.empty_like(order)                          # synapse-list index -> weight index
-    weight_of[order] = np.arange(len(order))
-    pre_weight, post_weight = weight_of[by_pre], weight_of
+        raise ValueError(f"weight_order must be 'pre' or 'post', got {weight_order!r}")
     pre_start = np.zeros(net.n_neurons + 1, np.int64)
     pre_start[1:] = np.cumsum(np.bincount(syn.pre, minlength=net.n_neurons))
     neuron_class = np.asarray(net.neuron_class)
@@ -216,29 +207,13 @@ def build_synapses(net: Network, w_max: float, weight_order: str = "pre",
         pre_start=pre_start.astype(np.uint64), target=np.ascontiguousarray(syn.post[by_pre], np.uint32),
         pre_weight=np.ascontiguousarray(pre_weight, np.uint32), part_start=part_start.astype(np.uint64),
         pre_part=np.ascontiguousarray(pre_part, np.uint64), post_segment=post_segment.astype(np.uint64),
-        post_pre=np.ascontiguousarray(syn.pre, np.uint32), post_weight=np.ascontiguousarray(post_weight, np.uint32),
+        post_pre=np.ascontiguousarray(syn.pre, np.uint32), post_weight=np.ascontiguousarray(post_weight, np.int64),
         sign=np.where(neuron_class == INH, -1.0, 1.0).astype(np.float32),
         lower=np.where(neuron_class == EXC, 0.0, -w_max).astype(np.float32),
         upper=np.where(neuron_class == INH, 0.0, w_max).astype(np.float32),
         class_sign=np.array([1.0, -1.0, 1.0], np.float32), class_lower=np.array([0.0, -w_max, -w_max], np.float32),
-        class_upper=np.array([w_max, 0.0, w_max], np.float32),
-        pre_contiguous=_consecutive_runs(pre_weight, pre_start),
-        post_contiguous=_consecutive_runs(post_weight, post_segment[:, :3].reshape(-1),
-                                          post_segment[:, 1:].reshape(-1)).reshape(-1, 3))
+        class_upper=np.array([w_max, 0.0, w_max], np.float32))
     return tables, order
-
-
-def _consecutive_runs(index: np.ndarray, starts: np.ndarray, stops: Optional[np.ndarray] = None) -> np.ndarray:
-    """bool [len(starts)] (or [len(starts) - 1] without `stops`: stops = starts[1:]): whether index[a:b] is
-    index[a], index[a] + 1, ... for each run a = starts[k], b = stops[k]."""
-    starts = np.asarray(starts, np.int64)
-    stops = starts[1:] if stops is None else np.asarray(stops, np.int64)
-    starts = starts[:len(stops)]
-    steps_not_one = np.concatenate([[0], np.cumsum(np.diff(index.astype(np.int64)) != 1)])  # [len(index)]
-    # the run a..b-1 is consecutive when no step inside it, a -> a+1 ... b-2 -> b-1, differs from 1
-    last = len(steps_not_one) - 1                    # (an empty run, also one at the end, is consecutive)
-    inside = steps_not_one[np.minimum(np.maximum(stops - 1, starts), last)] - steps_not_one[np.minimum(starts, last)]
-    return np.ascontiguousarray((inside == 0) | (stops <= starts))
 
 
 def build_neurons(net: Network, astro_mask: Optional[np.ndarray] = None) -> EventNeurons:
@@ -363,53 +338,38 @@ def _spread_spikes(rule, track_sum, part, n_spikers, spikers, spiked, jump, syn,
                    lr, astro, threshold, window, synaptic, change, weight_sum):
     """Step 4 (the spikes' share of the current) at the part's targets that did not spike this step, with
     step 8's anti-causal terms there; without plasticity, at every target of the part."""
-    for a in range(n_spikers):
-        j = spikers[a]
-        first, stop = syn.pre_part[j, part], syn.pre_part[j, part + 1]
-        # the two calls differ in a constant only, so that each compiles to a loop of its own
-        if syn.pre_contiguous[j]:
-            _spread_from(rule, track_sum, True, j, first, stop, spiked, jump, syn, kernel, weights, trace, calcium,
-                         lr, astro, threshold, window, synaptic, change, weight_sum)
-        else:
-            _spread_from(rule, track_sum, False, j, first, stop, spiked, jump, syn, kernel, weights, trace, calcium,
-                         lr, astro, threshold, window, synaptic, change, weight_sum)
-
-
-@nb.njit(inline="always")
-def _spread_from(rule, track_sum, contiguous, j, first, stop, spiked, jump, syn, kernel, weights, trace, calcium,
-                 lr, astro, threshold, window, synaptic, change, weight_sum):
-    """`_spread_spikes` for the synapses p = first..stop-1 of presynaptic neuron j.  `contiguous` (a constant
-    after inlining): their weights are consecutive (weight pre_weight[first] + p - first), read in order;
-    else each is at pre_weight[p], somewhere in the weights, and is asked for some synapses ahead."""
     zero = np.float32(0.0)
     plastic = rule != 0
-    target, pre_weight = syn.target, syn.pre_weight
-    jump_j = jump[j]
-    sign, lower, upper = syn.sign[j], syn.lower[j], syn.upper[j]
-    shift = np.int64(pre_weight[first]) - np.int64(first) if contiguous and stop > first else np.int64(0)
-    for p in range(first, stop):
-        if not contiguous:
-            # Only the part's own: a prefetch is for writing, and would take another part's line from the
-            # cache of the thread that works on it.
-            _prefetch(weights, pre_weight[min(p + PREFETCH_AHEAD, stop - 1)])
-        i = target[p]
-        q = np.int64(p) + shift if contiguous else np.int64(pre_weight[p])
-        old = weights[q]
-        if not plastic:
-            synaptic[i] += old * jump_j
-        else:
-            # `_learn_at_spikers` serves a target that spiked: here it keeps its weight and gets 0, with
-            # no branch on its spike (a saturated liquid has a quarter of its neurons spike in a step)
-            quiet = not spiked[i]
-            synaptic[i] += old * (jump_j if quiet else 0.0)
-            new = min(max(old + _rule_change(rule, zero, trace[i], lr, astro, sign, calcium[i], threshold,
-                                             window), lower), upper)
-            new = new if quiet else old
-            weights[q] = new
-            moved = np.float64(new) - np.float64(old)
-            change[i] += moved * kernel[0]
-            if track_sum:
-                weight_sum[i] += moved
+    pre_part, target, pre_weight = syn.pre_part, syn.target, syn.pre_weight
+    for a in range(n_spikers):
+        j = spikers[a]
+        jump_j = jump[j]
+        sign, lower, upper = syn.sign[j], syn.lower[j], syn.upper[j]
+        stop = pre_part[j, part + 1]
+        for p in range(pre_part[j, part], stop):
+            if plastic:               # learning weights are in "post" order: these are at random places.
+                # Only the part's own: a prefetch is for writing, and would take another part's line
+                # from the cache of the thread that works on it.
+                _prefetch(weights, pre_weight[min(p + PREFETCH_AHEAD, stop - 1)])
+            i = target[p]
+            # a fixed liquid's weights are in "pre" order, where weight p is synapse p's: read in order
+            q = pre_weight[p] if plastic else p
+            old = weights[q]
+            if not plastic:
+                synaptic[i] += old * jump_j
+            else:
+                # `_learn_at_spikers` serves a target that spiked: here it keeps its weight and gets 0, with
+                # no branch on its spike (a saturated liquid has a quarter of its neurons spike in a step)
+                quiet = not spiked[i]
+                synaptic[i] += old * (jump_j if quiet else 0.0)
+                new = min(max(old + _rule_change(rule, zero, trace[i], lr, astro, sign, calcium[i], threshold,
+                                                 window), lower), upper)
+                new = new if quiet else old
+                weights[q] = new
+                moved = np.float64(new) - np.float64(old)
+                change[i] += moved * kernel[0]
+                if track_sum:
+                    weight_sum[i] += moved
 
 
 @nb.njit(inline="always")
@@ -417,8 +377,11 @@ def _learn_at_spikers(rule, track_sum, clip_now, part, n_res_spikes, spikers, sp
                       weights, trace, calcium, lr, astro, threshold, window, synaptic, change, weight_sum):
     """Steps 4 and 8 at the part's reservoir neurons that spiked this step: the spikes' share of their
     current, then the causal terms of all their incoming synapses (both terms where the presynaptic
-    neuron spiked too), traces before their update.  `clip_now` (the call's first step): weights outside
-    their bounds are clipped before their change."""
+    neuron spiked too), traces before their update.  Learning weights are in "post" order (weight c is
+    synapse c).  `clip_now` (the call's first step): weights outside their bounds are clipped before their
+    change."""
+    zero = np.float32(0.0)
+    post_segment, post_pre = syn.post_segment, syn.post_pre
     first_target, end_target = syn.part_start[part], syn.part_start[part + 1]
     for a in range(n_res_spikes):
         i = spikers[a]
@@ -426,52 +389,30 @@ def _learn_at_spikers(rule, track_sum, clip_now, part, n_res_spikes, spikers, sp
             continue
         if i >= end_target:
             break
-        sums = (synaptic[i], 0.0, 0.0)      # the current, the current's change, the change of sum_j W_ij
+        post_trace, post_calcium = trace[i], calcium[i]
+        current = synaptic[i]
+        moved_current = 0.0
+        moved_sum = 0.0
         for cls in range(3):         # incoming synapses by presynaptic class: exc, inh, input
-            if syn.post_contiguous[i, cls]:
-                sums = _learn_from(rule, clip_now, True, i, cls, sums, spiked, jump, since, syn, kernel, weights,
-                                   trace, calcium, lr, astro, threshold, window)
-            else:
-                sums = _learn_from(rule, clip_now, False, i, cls, sums, spiked, jump, since, syn, kernel, weights,
-                                   trace, calcium, lr, astro, threshold, window)
-        synaptic[i] = sums[0]
-        change[i] += sums[1]
+            sign, lower, upper = syn.class_sign[cls], syn.class_lower[cls], syn.class_upper[cls]
+            for c in range(post_segment[i, cls], post_segment[i, cls + 1]):
+                j = post_pre[c]
+                old = weights[c]
+                # jump[j] is 0 unless j spiked this step: no branch on a presynaptic spike, which in a
+                # saturated liquid (a quarter of the neurons each step) the CPU cannot predict
+                current += old * jump[j]
+                anti = post_trace if spiked[j] else zero
+                start = min(max(old, lower), upper) if clip_now else old
+                new = min(max(start + _rule_change(rule, trace[j], anti, lr, astro, sign, post_calcium, threshold,
+                                                   window), lower), upper)
+                weights[c] = new
+                moved = np.float64(new) - np.float64(old)
+                moved_current += moved * kernel[since[j]]
+                moved_sum += moved
+        synaptic[i] = current
+        change[i] += moved_current
         if track_sum:
-            weight_sum[i] += sums[2]
-
-
-@nb.njit(inline="always")
-def _learn_from(rule, clip_now, contiguous, i, cls, sums, spiked, jump, since, syn, kernel, weights, trace, calcium,
-                lr, astro, threshold, window):
-    """`_learn_at_spikers` for the incoming synapses c of reservoir neuron i from presynaptic class `cls`,
-    continuing the sums (current, its change, the change of sum_j W_ij).  `contiguous` (a constant after
-    inlining): their weights are consecutive (post_weight[first] + c - first); else each is at
-    post_weight[c] and is asked for some synapses ahead."""
-    zero = np.float32(0.0)
-    post_pre, post_weight = syn.post_pre, syn.post_weight
-    sign, lower, upper = syn.class_sign[cls], syn.class_lower[cls], syn.class_upper[cls]
-    post_trace, post_calcium = trace[i], calcium[i]
-    current, moved_current, moved_sum = sums
-    first, stop = syn.post_segment[i, cls], syn.post_segment[i, cls + 1]
-    shift = np.int64(post_weight[first]) - np.int64(first) if contiguous and stop > first else np.int64(0)
-    for c in range(first, stop):
-        if not contiguous:
-            _prefetch(weights, post_weight[min(c + PREFETCH_AHEAD, stop - 1)])
-        q = np.int64(c) + shift if contiguous else np.int64(post_weight[c])
-        j = post_pre[c]
-        old = weights[q]
-        # jump[j] is 0 unless j spiked this step: no branch on a presynaptic spike, which in a saturated
-        # liquid (a quarter of the neurons each step) the CPU cannot predict
-        current += old * jump[j]
-        anti = post_trace if spiked[j] else zero
-        start = min(max(old, lower), upper) if clip_now else old
-        new = min(max(start + _rule_change(rule, trace[j], anti, lr, astro, sign, post_calcium, threshold,
-                                           window), lower), upper)
-        weights[q] = new
-        moved = np.float64(new) - np.float64(old)
-        moved_current += moved * kernel[since[j]]
-        moved_sum += moved
-    return current, moved_current, moved_sum
+            weight_sum[i] += moved_sum
 
 
 @nb.njit(inline="always")
@@ -539,11 +480,10 @@ def _clip_quiet_targets(track_sum, part, syn, kernel, weights, spiked, since, ch
         for cls in range(3):
             lower, upper = syn.class_lower[cls], syn.class_upper[cls]
             for c in range(syn.post_segment[i, cls], syn.post_segment[i, cls + 1]):
-                q = syn.post_weight[c]
-                old = weights[q]
+                old = weights[c]
                 new = min(max(old, lower), upper)
                 if new != old:
-                    weights[q] = new
+                    weights[c] = new
                     moved = np.float64(new) - np.float64(old)
                     change[i] += moved * kernel[since[syn.post_pre[c]]]
                     if track_sum:
@@ -964,15 +904,13 @@ class EventPlasticSimulator(_EventEngine):
     one stream whose steps each cut their synaptic work into parts on two threads (where numba has two and
     `quick_thread_launch`) or run on one, slice by slice, whichever is measured faster (`ThreadChoice`:
     on a machine whose cores other programs share, one thread is).  `final_state=False` (sample phase): no final weights, trace and calcium per row
-    (`PlasticRun` fields None).  `weight_order` (`build_synapses`) places the weights in memory and changes
-    no number.
+    (`PlasticRun` fields None).
     """
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str, params=None,
-                 reference_batch_quirk: bool = False, threads: Optional[int] = None, final_state: bool = True,
-                 weight_order: str = PLASTIC_WEIGHT_ORDER):
+                 reference_batch_quirk: bool = False, threads: Optional[int] = None, final_state: bool = True):
         # only the init phase cuts its steps into parts for threads; a sample-phase row has a thread of its own
-        super().__init__(net, params, threads, weight_order=weight_order, parts=SYNAPSE_PARTS if phase == "init" else 1)
+        super().__init__(net, params, threads, weight_order="post", parts=SYNAPSE_PARTS if phase == "init" else 1)
         check_plastic_settings(rule, phase, self.params)
         self.rule, self.phase = rule, phase
         self.final_state = final_state or phase == "init"   # the init phase's state is what it computes

@@ -28,7 +28,7 @@ def net():
     return Network.generate(dims=(4, 4, 4), n_input=30, seed=4)
 
 
-@pytest.mark.parametrize("weight_order", ["pre", "post", "inputs_pre"])
+@pytest.mark.parametrize("weight_order", ["pre", "post"])
 def test_synapse_tables_list_every_synapse_once_by_pre_and_by_post(net, weight_order):
     tables, order = build_synapses(net, w_max=3.0, weight_order=weight_order)
     syn = net.synapses()
@@ -52,34 +52,12 @@ def test_synapse_tables_list_every_synapse_once_by_pre_and_by_post(net, weight_o
     if weight_order == "post":              # the synapse list's order: the learning loops index weight c by c
         np.testing.assert_array_equal(order, np.arange(len(syn.post)))
         np.testing.assert_array_equal(tables.post_weight, np.arange(len(syn.post)))
-    if weight_order == "inputs_pre":        # inputs' synapses by presynaptic neuron, the others by postsynaptic
-        assert tables.pre_contiguous[net.n_res:].all() and tables.post_contiguous[:, :2].all()
-    # the flags say exactly where a neuron's weights are consecutive
-    for j in range(net.n_neurons):
-        run = tables.pre_weight[tables.pre_start[j]:tables.pre_start[j + 1]].astype(np.int64)
-        assert tables.pre_contiguous[j] == bool(np.all(np.diff(run) == 1))
-    for i in range(net.n_res):
-        for cls in range(3):
-            run = tables.post_weight[segment[i, cls]:segment[i, cls + 1]].astype(np.int64)
-            assert tables.post_contiguous[i, cls] == bool(np.all(np.diff(run) == 1))
-    for index in (tables.pre_start, tables.target, tables.pre_weight, tables.post_segment, tables.post_pre,
-                  tables.post_weight):
+    for index in (tables.pre_start, tables.target, tables.pre_weight, tables.post_segment, tables.post_pre):
         assert index.dtype.kind == "u"      # unsigned: the compiled loops skip negative-index wraparound
     classes = np.asarray(net.neuron_class)
     exc, inh = classes == 0, (classes != 0) & (np.arange(net.n_neurons) < net.n_res)
     assert (tables.lower[exc] == 0).all() and (tables.upper[inh] == 0).all()
     assert (tables.sign[inh] == -1).all() and (tables.sign[~inh] == 1).all()
-
-
-def test_consecutive_runs_of_an_index_including_empty_ones_at_the_end():
-    from lsm_core.engines.event_driven import _consecutive_runs
-
-    index = np.array([5, 6, 7, 1, 9, 10, 3])
-    #                  [0:3] 5,6,7  [3:4] 1  [4:6] 9,10  [6:7] 3  [7:7] empty (a last neuron without synapses)
-    np.testing.assert_array_equal(_consecutive_runs(index, np.array([0, 3, 4, 6, 7, 7])), [True] * 5)
-    np.testing.assert_array_equal(_consecutive_runs(index, np.array([0, 2, 5, 7]), np.array([4, 3, 7, 7])),
-                                  [False, True, False, True])
-    np.testing.assert_array_equal(_consecutive_runs(np.zeros(0, np.int64), np.array([0, 0, 0])), [True, True])
 
 
 def test_kernel_table_is_the_model_kernel_and_decays_by_a_constant_factor(net):
@@ -212,8 +190,7 @@ def test_any_cut_of_the_reservoir_into_parts_gives_the_same_numbers(net, rule, p
     keys = sample_keys(5, "init", np.arange(4))
     runs = []
     for parts in (1, 2, 3, net.n_res):
-        sim = EventPlasticSimulator(net, synapse_weights(net, 3.0), rule, "init", SimParams(**params), threads=2,
-                                    weight_order="post")
+        sim = EventPlasticSimulator(net, synapse_weights(net, 3.0), rule, "init", SimParams(**params), threads=2)
         sim.synapses, _ = build_synapses(net, sim.params.w_max, "post", parts=parts)
         assert len(sim.synapses.part_start) == parts + 1
         runs.append(sim.run(probabilities, keys, steps=25))
@@ -221,25 +198,6 @@ def test_any_cut_of_the_reservoir_into_parts_gives_the_same_numbers(net, rule, p
     for run in runs[1:]:
         for name in ("counts", "astro", "weights", "trace", "calcium"):
             np.testing.assert_array_equal(getattr(runs[0], name), getattr(run, name), err_msg=name)
-
-
-@pytest.mark.parametrize("phase", ["sample", "init"])
-@pytest.mark.parametrize("rule, params, scale", [
-    ("stdp", {}, 3.0),
-    ("nalsm", {"astro_w": 0.015}, 3.0),
-    ("apstdp", {"rate_threshold": 0.5, "rate_range": 0.4}, 4.0),   # magnitudes 4 > w_max: the first-step clip
-])
-def test_where_the_learning_weights_lie_in_memory_changes_no_number(net, phase, rule, params, scale):
-    """Weights by postsynaptic neuron, or the inputs' by presynaptic neuron (read in order by the spreading
-    loop, through the index by the learning one): the same numbers, bit for bit."""
-    probabilities = np.random.default_rng(10).random((4, net.n_input)).astype(np.float32) * 0.5
-    keys = sample_keys(6, "train" if phase == "sample" else "init", np.arange(4))
-    w = synapse_weights(net, scale)
-    runs = [EventPlasticSimulator(net, w, rule, phase, SimParams(**params), weight_order=order)
-            .run(probabilities, keys, steps=30) for order in ("post", "inputs_pre")]
-    assert runs[0].counts.sum() > 20 and not np.array_equal(runs[0].weights[0], w)
-    for name in ("counts", "spikes", "astro", "weights", "trace", "calcium"):
-        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name), err_msg=name)
 
 
 @pytest.mark.parametrize("engine", ["events", "xla"])
