@@ -21,7 +21,9 @@ instead and the line says "measured".  Everything is for the machine named in th
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import pathlib
 import platform
 import re
@@ -71,11 +73,12 @@ def needed_cases(config) -> list:
     return cases
 
 
-def sweep_configs(path: pathlib.Path) -> list:
-    """The RunConfig of every run of a sweep file."""
+@functools.lru_cache(maxsize=None)
+def sweep_configs(path: pathlib.Path) -> tuple:
+    """The RunConfig of every run of a sweep file (read once per process: every table asks again)."""
     from lsm_core.runs.sweep import load_sweep
 
-    return [run.config() for run in load_sweep(path).runs]
+    return tuple(run.config() for run in load_sweep(path).runs)
 
 
 def estimated_sweeps() -> list:
@@ -217,7 +220,6 @@ def _machine() -> dict:
                 break
     except OSError:
         pass
-    import os
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     return {"cpu": cpu, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "commit": commit}

@@ -191,15 +191,14 @@ def bench_under_load(cases, dims, rounds: int, seed: int, log=print) -> list:
     with cpu_hog():
         for rule, phase, batch, steps in cases:
             walls = {default: [], 1: []}
-            runs = {}
             for r in range(rounds):
                 for threads in ((default, 1) if r % 2 == 0 else (1, default)):
                     numba.set_num_threads(threads)
                     try:
-                        runs[threads] = run_bench(rule, phase, dims, batch, steps, 784, 1, seed, engine="events")
+                        record = run_bench(rule, phase, dims, batch, steps, 784, 1, seed, engine="events")
                     finally:
                         numba.set_num_threads(default)
-                    walls[threads].append(runs[threads]["wall_s"])
+                    walls[threads].append(record["wall_s"])
             record = {"rule": rule, "phase": phase, "dims": format_dims(dims), "batch": batch, "steps": steps,
                       "rounds": rounds, "default_threads": default, "hog_cores": 1}
             for threads, name in ((default, "default"), (1, "one_thread")):
@@ -253,6 +252,7 @@ def bench_command(argv) -> int:
     if args.under_load:
         if args.engine == "xla":
             raise UserError("bench --under-load compares the event-driven engine's threads; leave out --engine xla.")
+        # --all: every event-engine case but the static liquid's second batch size (32)
         cases = ([case for case in ALL_CASES if case[0] != "static" or case[2] != 32] if args.all else
                  [(args.rule, args.phase, args.batch, args.steps)])
         if not args.json:

@@ -903,8 +903,8 @@ class EventPlasticSimulator(_EventEngine):
     Sample phase: the rows run in parallel threads, each with its own copy of the weights.  Init phase:
     one stream whose steps each cut their synaptic work into parts on two threads (where numba has two and
     `quick_thread_launch`) or run on one, slice by slice, whichever is measured faster (`ThreadChoice`:
-    on a machine whose cores other programs share, one thread is).  `final_state=False` (sample phase): no final weights, trace and calcium per row
-    (`PlasticRun` fields None).
+    on a machine whose cores other programs share, one thread is).  `final_state=False` (sample phase): no
+    final weights, trace and calcium per row (`PlasticRun` fields None).
     """
 
     def __init__(self, net: Network, weights: np.ndarray, rule: str, phase: str, params=None,
